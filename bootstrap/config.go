@@ -1,0 +1,124 @@
+package bootstrap
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/joho/godotenv"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is the whole service configuration, read from the environment (and from .env
+// when present; the real environment wins). Every field is documented in .env.example.
+type Config struct {
+	DatabaseURL        string        `envconfig:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/warehouse?sslmode=disable"`
+	DBMaxConns         int           `envconfig:"DB_MAX_CONNS" default:"16"`
+	DBStatementTimeout time.Duration `envconfig:"DB_STATEMENT_TIMEOUT" default:"30s"`
+
+	AMQPURL      string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/"`
+	AMQPExchange string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
+	AMQPQueue    string `envconfig:"AMQP_QUEUE" default:"warehouse.movements"`
+	// AMQPDeadLetterExchange and AMQPDeadLetterQueue default to the queue name + ".dlx" / ".dead".
+	AMQPDeadLetterExchange string `envconfig:"AMQP_DEAD_LETTER_EXCHANGE"`
+	AMQPDeadLetterQueue    string `envconfig:"AMQP_DEAD_LETTER_QUEUE"`
+	// AMQPRetryExchange names the retry exchange and queue; defaults to the queue name + ".retry".
+	AMQPRetryExchange string `envconfig:"AMQP_RETRY_EXCHANGE"`
+	AMQPPrefetch      int    `envconfig:"AMQP_PREFETCH" default:"2000"`
+	AMQPDeliveryLimit int    `envconfig:"AMQP_DELIVERY_LIMIT" default:"20"`
+
+	BatchSize  int           `envconfig:"BATCH_SIZE" default:"1000"`
+	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
+	RetryDelay time.Duration `envconfig:"RETRY_DELAY" default:"5s"`
+	RetryLimit int           `envconfig:"RETRY_LIMIT" default:"10"`
+
+	HTTPAddr         string        `envconfig:"HTTP_ADDR" default:":8000"`
+	ConsumerHTTPAddr string        `envconfig:"CONSUMER_HTTP_ADDR" default:":8001"`
+	HTTPReadTimeout  time.Duration `envconfig:"HTTP_READ_TIMEOUT" default:"5s"`
+	HTTPWriteTimeout time.Duration `envconfig:"HTTP_WRITE_TIMEOUT" default:"10s"`
+	HTTPIdleTimeout  time.Duration `envconfig:"HTTP_IDLE_TIMEOUT" default:"60s"`
+	RequestTimeout   time.Duration `envconfig:"REQUEST_TIMEOUT" default:"5s"`
+	APIToken         string        `envconfig:"API_TOKEN"`
+	PprofAddr        string        `envconfig:"PPROF_ADDR"`
+
+	CacheSize int           `envconfig:"CACHE_SIZE" default:"100000"`
+	CacheTTL  time.Duration `envconfig:"CACHE_TTL" default:"30s"`
+
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"15s"`
+	LogLevel        slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
+	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text"`
+}
+
+// LoadConfig reads .env (when present, without overriding the real environment), then
+// the environment, and checks the rules that span fields.
+func LoadConfig() (Config, error) {
+	if err := godotenv.Load(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf("read .env: %w", err)
+	}
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if c.AMQPDeadLetterExchange == "" {
+		c.AMQPDeadLetterExchange = c.AMQPQueue + ".dlx"
+	}
+	if c.AMQPDeadLetterQueue == "" {
+		c.AMQPDeadLetterQueue = c.AMQPQueue + ".dead"
+	}
+	if c.AMQPRetryExchange == "" {
+		c.AMQPRetryExchange = c.AMQPQueue + ".retry"
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.LogFormat == "json" || c.LogFormat == "text", "LOG_FORMAT must be json or text, got %q", c.LogFormat)
+	check(c.BatchSize >= 1 && c.BatchSize <= 10000, "BATCH_SIZE must be 1..10000, got %d", c.BatchSize)
+	check(c.AMQPPrefetch >= c.BatchSize, "AMQP_PREFETCH (%d) must be at least BATCH_SIZE (%d)", c.AMQPPrefetch, c.BatchSize)
+	check(c.AMQPPrefetch <= 65535, "AMQP_PREFETCH must be at most 65535, got %d", c.AMQPPrefetch)
+	check(c.BatchWait > 0, "BATCH_WAIT must be positive")
+	check(c.RetryDelay > 0, "RETRY_DELAY must be positive")
+	check(c.RetryLimit >= 0, "RETRY_LIMIT must not be negative")
+	check(c.AMQPDeliveryLimit >= 2, "AMQP_DELIVERY_LIMIT must be at least 2")
+	check(c.CacheSize >= 0, "CACHE_SIZE must not be negative (0 disables the cache)")
+	check(c.CacheTTL >= 0, "CACHE_TTL must not be negative")
+	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT must be positive")
+	check(c.DBMaxConns >= 1, "DB_MAX_CONNS must be positive")
+	for name, raw := range map[string]string{"DATABASE_URL": c.DatabaseURL, "AMQP_URL": c.AMQPURL} {
+		if _, err := url.Parse(raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s is not a URL", name)) // the URL may hold a password: never echo it
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the configuration as log attributes with passwords and tokens hidden.
+func (c Config) Redacted() []any {
+	return []any{
+		"database_url", redactURL(c.DatabaseURL), "amqp_url", redactURL(c.AMQPURL),
+		"amqp_queue", c.AMQPQueue, "amqp_prefetch", c.AMQPPrefetch,
+		"batch_size", c.BatchSize, "batch_wait", c.BatchWait,
+		"retry_delay", c.RetryDelay, "retry_limit", c.RetryLimit,
+		"http_addr", c.HTTPAddr, "consumer_http_addr", c.ConsumerHTTPAddr,
+		"cache_size", c.CacheSize, "cache_ttl", c.CacheTTL,
+		"api_token_set", c.APIToken != "",
+	}
+}
+
+// redactURL hides the password of a URL; an unparsable URL is hidden whole.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable>"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,168 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Contract constants from SPEC "Input".
+const (
+	SpecVersion = "1.0"
+	EventType   = "ru.retail.warehouses.movement"
+
+	MinQuantity = 1
+	MaxQuantity = 1_000_000_000
+
+	maxIDLen     = 128
+	maxSourceLen = 256
+)
+
+// EventKind says whether goods left or entered a warehouse.
+type EventKind string
+
+// The two kinds of movement event.
+const (
+	Arrival   EventKind = "arrival"
+	Departure EventKind = "departure"
+)
+
+// Event is one validated movement event. Only NewEvent builds valid ones.
+type Event struct {
+	// ID and Source are the CloudEvents identity: the pair is unique in the ledger.
+	ID     string
+	Source string
+	// Time is the envelope time; zero when the producer sent none.
+	Time time.Time
+	// Attributes holds the optional envelope attributes (subject, destination, …) as a
+	// JSON object, kept verbatim for the record; nil when there are none.
+	Attributes []byte
+
+	MovementID  MovementID
+	WarehouseID WarehouseID
+	ProductID   ProductID
+	Kind        EventKind
+	// Timestamp is when the goods moved, as the warehouse reported it, truncated to
+	// microseconds (the ledger's precision) so that a re-sent event compares equal.
+	Timestamp time.Time
+	Quantity  int64
+}
+
+// EventInput is an event as decoded from the wire, before validation.
+type EventInput struct {
+	ID          string
+	Source      string
+	SpecVersion string
+	Type        string
+	Time        time.Time
+	Attributes  []byte
+
+	MovementID  string
+	WarehouseID string
+	ProductID   string
+	Event       string
+	Timestamp   string
+	Quantity    int64
+}
+
+// NewEvent checks SPEC's input rules and returns the event, or an error wrapping ErrInvalid
+// that names the first rule broken.
+func NewEvent(in EventInput) (Event, error) {
+	if err := checkID(in.ID); err != nil {
+		return Event{}, err
+	}
+	if err := checkSource(in.Source); err != nil {
+		return Event{}, err
+	}
+	if in.SpecVersion != SpecVersion {
+		return Event{}, fmt.Errorf("%w: specversion %q, want %q", ErrInvalid, clip(in.SpecVersion), SpecVersion)
+	}
+	if in.Type != EventType {
+		return Event{}, fmt.Errorf("%w: type %q, want %q", ErrInvalid, clip(in.Type), EventType)
+	}
+	e := Event{ID: in.ID, Source: in.Source, Time: in.Time.UTC(), Attributes: in.Attributes, Quantity: in.Quantity}
+	var err error
+	if e.MovementID, err = ParseMovementID(in.MovementID); err != nil {
+		return Event{}, err
+	}
+	if e.WarehouseID, err = ParseWarehouseID(in.WarehouseID); err != nil {
+		return Event{}, err
+	}
+	if e.ProductID, err = ParseProductID(in.ProductID); err != nil {
+		return Event{}, err
+	}
+	switch k := EventKind(in.Event); k {
+	case Arrival, Departure:
+		e.Kind = k
+	default:
+		return Event{}, fmt.Errorf("%w: event %q, want %q or %q", ErrInvalid, clip(in.Event), Arrival, Departure)
+	}
+	if e.Timestamp, err = ParseTimestamp("timestamp", in.Timestamp); err != nil {
+		return Event{}, err
+	}
+	if in.Quantity < MinQuantity || in.Quantity > MaxQuantity {
+		return Event{}, fmt.Errorf("%w: quantity %d is outside %d..%d", ErrInvalid, in.Quantity, MinQuantity, MaxQuantity)
+	}
+	return e, nil
+}
+
+// ParseTimestamp parses an RFC 3339 time with an explicit offset (Z or ±hh:mm) and
+// returns it in UTC, truncated to microseconds. Years before 1 or after 9999 cannot be
+// written in RFC 3339 and are refused by the layout itself.
+func ParseTimestamp(field, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time with offset", ErrInvalid, field, clip(s))
+	}
+	return t.UTC().Truncate(time.Microsecond), nil
+}
+
+// SameData reports whether two events carry identical data field by field; the
+// CloudEvents identity and envelope are not compared.
+func (e Event) SameData(o Event) bool {
+	return e.MovementID == o.MovementID && e.WarehouseID == o.WarehouseID &&
+		e.ProductID == o.ProductID && e.Kind == o.Kind &&
+		e.Timestamp.Equal(o.Timestamp) && e.Quantity == o.Quantity
+}
+
+// StockKey returns the stock row this event changes.
+func (e Event) StockKey() StockKey { return StockKey{Warehouse: e.WarehouseID, Product: e.ProductID} }
+
+// Delta returns the signed change the event makes to its stock row.
+func (e Event) Delta() int64 {
+	if e.Kind == Departure {
+		return -e.Quantity
+	}
+	return e.Quantity
+}
+
+func checkID(id string) error {
+	if len(id) == 0 || len(id) > maxIDLen {
+		return fmt.Errorf("%w: id must be 1 to %d characters, got %d", ErrInvalid, maxIDLen, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%w: id must be printable ASCII, byte %d is 0x%02x", ErrInvalid, i, c)
+		}
+	}
+	return nil
+}
+
+// checkSource also refuses control characters: PostgreSQL text cannot hold NUL, and an
+// operator reading a log or a dead letter should never meet an invisible one.
+func checkSource(s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: source is not valid UTF-8", ErrInvalid)
+	}
+	n := utf8.RuneCountInString(s)
+	if n == 0 || n > maxSourceLen {
+		return fmt.Errorf("%w: source must be 1 to %d characters, got %d", ErrInvalid, maxSourceLen, n)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: source contains control character %U", ErrInvalid, r)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package domain
+
+import (
+	"bytes"
+	"time"
+)
+
+// StockKey names one stock row: a product at a warehouse.
+type StockKey struct {
+	Warehouse WarehouseID
+	Product   ProductID
+}
+
+// Less orders keys by warehouse, then product, byte-wise as PostgreSQL orders uuid
+// values. Every store locks stock rows in this order, so concurrent batches cannot deadlock.
+func (k StockKey) Less(o StockKey) bool {
+	if c := bytes.Compare(k.Warehouse[:], o.Warehouse[:]); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(k.Product[:], o.Product[:]) < 0
+}
+
+// Stock is how much of a product a warehouse holds now.
+type Stock struct {
+	WarehouseID WarehouseID
+	ProductID   ProductID
+	Quantity    int64
+	// UpdatedAt is when the service last changed this row.
+	UpdatedAt time.Time
+}
