@@ -118,14 +118,6 @@ func ParseTimestamp(field, s string) (time.Time, error) {
 	return t.UTC().Truncate(time.Microsecond), nil
 }
 
-// SameData reports whether two events carry identical data field by field; the
-// CloudEvents identity and envelope are not compared.
-func (e Event) SameData(o Event) bool {
-	return e.MovementID == o.MovementID && e.WarehouseID == o.WarehouseID &&
-		e.ProductID == o.ProductID && e.Kind == o.Kind &&
-		e.Timestamp.Equal(o.Timestamp) && e.Quantity == o.Quantity
-}
-
 // StockKey returns the stock row this event changes.
 func (e Event) StockKey() StockKey { return StockKey{Warehouse: e.WarehouseID, Product: e.ProductID} }
 

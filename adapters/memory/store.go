@@ -1,0 +1,176 @@
+// Package memory is an in-process ports.Store for unit tests and local experiments. It
+// keeps the ledger in maps behind one mutex and behaves like the PostgreSQL store under
+// the same contract suite (ports/portstest).
+package memory
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// Store implements ports.Store in memory.
+type Store struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	ledger    *domain.Ledger
+	updatedAt map[domain.StockKey]time.Time
+}
+
+var _ ports.Store = (*Store)(nil)
+
+// NewStore returns an empty store that stamps stock rows with the wall clock.
+func NewStore() *Store { return NewStoreWithClock(time.Now) }
+
+// NewStoreWithClock returns an empty store that stamps stock rows with now.
+func NewStoreWithClock(now func() time.Time) *Store {
+	return &Store{now: now, ledger: domain.NewLedger(), updatedAt: make(map[domain.StockKey]time.Time)}
+}
+
+// Apply judges and records events in order under the store's lock, so concurrent batches
+// are serialised as the PostgreSQL store's row locks serialise them.
+func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now().UTC().Truncate(time.Microsecond)
+	results := make([]error, len(events))
+	for i, e := range events {
+		if results[i] = s.ledger.Apply(e); results[i] == nil {
+			s.updatedAt[e.StockKey()] = now
+		}
+	}
+	return results, nil
+}
+
+// Ping always succeeds while ctx is live.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Movement returns one movement.
+func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Movement{}, fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.ledger.Movement(id)
+	if !ok {
+		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, domain.ErrNotFound)
+	}
+	return copyMovement(m), nil
+}
+
+// Stock returns one stock row.
+func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Stock{}, fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := domain.StockKey{Warehouse: w, Product: p}
+	q, ok := s.ledger.Stock(k)
+	if !ok {
+		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, domain.ErrNotFound)
+	}
+	return domain.Stock{WarehouseID: w, ProductID: p, Quantity: q, UpdatedAt: s.updatedAt[k]}, nil
+}
+
+// Movements lists movements newest first by (time, id). It scans everything: fine for tests.
+func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.MovementPage, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.MovementPage{}, fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	var items []domain.Movement
+	for m := range s.ledger.Movements() {
+		if matches(m, f) {
+			items = append(items, copyMovement(m))
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(items, func(a, b domain.Movement) int {
+		if c := b.Time().Compare(a.Time()); c != 0 {
+			return c
+		}
+		return bytes.Compare(b.ID[:], a.ID[:])
+	})
+	var page ports.MovementPage
+	if len(items) > f.Limit {
+		items = items[:f.Limit]
+		last := items[len(items)-1]
+		page.Next = &domain.MovementCursor{Time: last.Time(), ID: last.ID}
+	}
+	page.Items = items
+	return page, nil
+}
+
+func matches(m domain.Movement, f ports.MovementFilter) bool {
+	if f.Warehouse != nil && !(m.Departure != nil && m.Departure.WarehouseID == *f.Warehouse) &&
+		!(m.Arrival != nil && m.Arrival.WarehouseID == *f.Warehouse) {
+		return false
+	}
+	if f.Product != nil && m.ProductID != *f.Product {
+		return false
+	}
+	if f.Status != "" && m.Status() != f.Status {
+		return false
+	}
+	t := m.Time()
+	if !f.Since.IsZero() && t.Before(f.Since) || !f.Until.IsZero() && !t.Before(f.Until) {
+		return false
+	}
+	return f.After == nil || f.After.Before(m)
+}
+
+// WarehouseStock lists a warehouse's stock by product id.
+func (s *Store) WarehouseStock(ctx context.Context, f ports.StockFilter) (ports.StockPage, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.StockPage{}, fmt.Errorf("%w: %w", ports.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	var items []domain.Stock
+	for k, at := range s.updatedAt {
+		if k.Warehouse != f.Warehouse || f.After != nil && bytes.Compare(k.Product[:], f.After[:]) <= 0 {
+			continue
+		}
+		q, _ := s.ledger.Stock(k)
+		items = append(items, domain.Stock{WarehouseID: k.Warehouse, ProductID: k.Product, Quantity: q, UpdatedAt: at})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(items, func(a, b domain.Stock) int { return bytes.Compare(a.ProductID[:], b.ProductID[:]) })
+	var page ports.StockPage
+	if len(items) > f.Limit {
+		items = items[:f.Limit]
+		next := items[len(items)-1].ProductID
+		page.Next = &next
+	}
+	page.Items = items
+	return page, nil
+}
+
+// copyMovement detaches the legs so callers cannot change the store's state.
+func copyMovement(m domain.Movement) domain.Movement {
+	if m.Departure != nil {
+		d := *m.Departure
+		m.Departure = &d
+	}
+	if m.Arrival != nil {
+		a := *m.Arrival
+		m.Arrival = &a
+	}
+	return m
+}

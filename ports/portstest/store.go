@@ -1,0 +1,476 @@
+package portstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// Store runs the ports.Store contract against stores made by newStore. Every subtest uses
+// fresh random ids, so newStore may return the same shared store each time and the
+// subtests run in parallel.
+func Store(t *testing.T, newStore func(t *testing.T) ports.Store) {
+	t.Helper()
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, s ports.Store)
+	}{
+		{"sample pair", testSamplePair},
+		{"same event three times", testSameEventThrice},
+		{"identical re-send under a new id", testIdenticalResend},
+		{"conflicting re-send", testConflictingResend},
+		{"arrival before departure", testArrivalFirst},
+		{"product mismatch", testProductMismatch},
+		{"insufficient stock", testInsufficientStock},
+		{"never negative inside a batch", testNeverNegativeInBatch},
+		{"duplicates inside one batch", testDuplicatesInBatch},
+		{"concurrent batches on the same stock rows", testConcurrentBatches},
+		{"cancelled context", testCancelled},
+		{"list movements", testListMovements},
+		{"list warehouse stock", testListStock},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, newStore(t))
+		})
+	}
+}
+
+func mustApply(t *testing.T, s ports.Store, events ...domain.Event) []error {
+	t.Helper()
+	results, err := s.Apply(context.Background(), events)
+	if err != nil {
+		t.Fatalf("apply %d events: %v", len(events), err)
+	}
+	if len(results) != len(events) {
+		t.Fatalf("apply %d events: %d results", len(events), len(results))
+	}
+	return results
+}
+
+func mustResults(t *testing.T, got []error, want ...error) {
+	t.Helper()
+	for i := range want {
+		switch {
+		case want[i] == nil && got[i] != nil:
+			t.Errorf("event %d: got %v, want stored", i, got[i])
+		case want[i] != nil && !errors.Is(got[i], want[i]):
+			t.Errorf("event %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func mustStock(t *testing.T, s ports.Store, w domain.WarehouseID, p domain.ProductID, want int64) {
+	t.Helper()
+	st, err := s.Stock(context.Background(), w, p)
+	if err != nil {
+		t.Fatalf("stock %s/%s: %v", w, p, err)
+	}
+	if st.Quantity != want {
+		t.Errorf("stock %s/%s = %d, want %d", w, p, st.Quantity, want)
+	}
+	if st.WarehouseID != w || st.ProductID != p {
+		t.Errorf("stock row names %s/%s, want %s/%s", st.WarehouseID, st.ProductID, w, p)
+	}
+	if st.UpdatedAt.IsZero() || st.UpdatedAt.Location() != time.UTC {
+		t.Errorf("stock updated_at = %v, want a UTC time", st.UpdatedAt)
+	}
+}
+
+func mustNoStock(t *testing.T, s ports.Store, w domain.WarehouseID, p domain.ProductID) {
+	t.Helper()
+	if st, err := s.Stock(context.Background(), w, p); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("stock %s/%s = %+v, %v; want not found", w, p, st, err)
+	}
+}
+
+func mustMovement(t *testing.T, s ports.Store, id domain.MovementID) domain.Movement {
+	t.Helper()
+	m, err := s.Movement(context.Background(), id)
+	if err != nil {
+		t.Fatalf("movement %s: %v", id, err)
+	}
+	return m
+}
+
+func testSamplePair(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustApply(t, s, Supply(x.From, x.Product, 150))
+	mustResults(t, mustApply(t, s, x.Departure, x.Arrival), nil, nil)
+
+	m := mustMovement(t, s, x.Movement)
+	if m.ID != x.Movement || m.ProductID != x.Product || m.Status() != domain.Completed {
+		t.Errorf("movement = %+v, want completed %s of %s", m, x.Movement, x.Product)
+	}
+	if m.Departure == nil || m.Departure.WarehouseID != x.From || m.Departure.Source != "WH-3322" ||
+		m.Departure.Quantity != 100 || !m.Departure.Timestamp.Equal(x.Departure.Timestamp) {
+		t.Errorf("departure = %+v", m.Departure)
+	}
+	if m.Arrival == nil || m.Arrival.WarehouseID != x.To || m.Arrival.Source != "WH-3423" ||
+		m.Arrival.Quantity != 98 || !m.Arrival.Timestamp.Equal(x.Arrival.Timestamp) {
+		t.Errorf("arrival = %+v", m.Arrival)
+	}
+	if secs, ok := m.ElapsedSeconds(); !ok || secs != 8520 {
+		t.Errorf("elapsed = %d, %v; want 8520", secs, ok)
+	}
+	if d, ok := m.QuantityDifference(); !ok || d != -2 {
+		t.Errorf("difference = %d, %v; want -2", d, ok)
+	}
+	mustStock(t, s, x.From, x.Product, 50)
+	mustStock(t, s, x.To, x.Product, 98)
+	if _, err := s.Movement(context.Background(), domain.MovementID(uuid.New())); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("unknown movement: %v, want not found", err)
+	}
+}
+
+func testSameEventThrice(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustResults(t, mustApply(t, s, x.Arrival), nil)
+	mustResults(t, mustApply(t, s, x.Arrival), domain.ErrDuplicate)
+	mustResults(t, mustApply(t, s, x.Arrival), domain.ErrDuplicate)
+	mustStock(t, s, x.To, x.Product, 98)
+}
+
+func testIdenticalResend(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustResults(t, mustApply(t, s, x.Arrival, Renewed(x.Arrival)), nil, domain.ErrDuplicate)
+	// the same instant written with another offset is the same data
+	again := Renewed(x.Arrival)
+	again.Timestamp = again.Timestamp.In(time.FixedZone("MSK", 3*3600))
+	mustResults(t, mustApply(t, s, again), domain.ErrDuplicate)
+	mustStock(t, s, x.To, x.Product, 98)
+}
+
+func testConflictingResend(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustResults(t, mustApply(t, s, x.Arrival), nil)
+	for name, edit := range map[string]func(*domain.Event){
+		"quantity":  func(e *domain.Event) { e.Quantity = 97 },
+		"warehouse": func(e *domain.Event) { e.WarehouseID = domain.WarehouseID(uuid.New()) },
+		"timestamp": func(e *domain.Event) { e.Timestamp = e.Timestamp.Add(time.Second) },
+	} {
+		e := Renewed(x.Arrival)
+		edit(&e)
+		if got := mustApply(t, s, e); !errors.Is(got[0], domain.ErrConflict) {
+			t.Errorf("re-send with other %s: %v, want conflict", name, got[0])
+		}
+	}
+	mustStock(t, s, x.To, x.Product, 98)
+	if m := mustMovement(t, s, x.Movement); m.Arrival.Quantity != 98 {
+		t.Errorf("arrival quantity = %d, want the first one (98)", m.Arrival.Quantity)
+	}
+}
+
+func testArrivalFirst(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustApply(t, s, Supply(x.From, x.Product, 100))
+	mustResults(t, mustApply(t, s, x.Arrival), nil)
+	m := mustMovement(t, s, x.Movement)
+	if m.Status() != domain.Arrived || m.Departure != nil {
+		t.Errorf("after arrival only: status %s, departure %+v", m.Status(), m.Departure)
+	}
+	if !m.Time().Equal(x.Arrival.Timestamp) {
+		t.Errorf("time = %v, want the arrival's while no departure is known", m.Time())
+	}
+	mustResults(t, mustApply(t, s, x.Departure), nil)
+	m = mustMovement(t, s, x.Movement)
+	if m.Status() != domain.Completed || !m.Time().Equal(x.Departure.Timestamp) {
+		t.Errorf("after both: status %s, time %v", m.Status(), m.Time())
+	}
+	mustStock(t, s, x.From, x.Product, 0)
+	mustStock(t, s, x.To, x.Product, 98)
+}
+
+func testProductMismatch(t *testing.T, s ports.Store) {
+	x := NewSample()
+	other := domain.ProductID(uuid.New())
+	dep := Event(domain.Departure, x.Movement, x.From, other, 5, "2025-02-18T12:00:00Z")
+	mustApply(t, s, Supply(x.From, other, 5))
+	mustResults(t, mustApply(t, s, x.Arrival, dep), nil, domain.ErrConflict)
+	mustStock(t, s, x.From, other, 5)
+	if m := mustMovement(t, s, x.Movement); m.Status() != domain.Arrived {
+		t.Errorf("status = %s, want arrived", m.Status())
+	}
+}
+
+func testInsufficientStock(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustResults(t, mustApply(t, s, x.Departure), domain.ErrInsufficientStock)
+	// a departure that was not applied leaves no trace
+	mustNoStock(t, s, x.From, x.Product)
+	if _, err := s.Movement(context.Background(), x.Movement); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("movement after refused departure: %v, want not found", err)
+	}
+	mustApply(t, s, Supply(x.From, x.Product, 99))
+	mustResults(t, mustApply(t, s, x.Departure), domain.ErrInsufficientStock)
+	mustStock(t, s, x.From, x.Product, 99)
+	mustApply(t, s, Supply(x.From, x.Product, 1))
+	mustResults(t, mustApply(t, s, x.Departure), nil) // the retried departure applies
+	mustStock(t, s, x.From, x.Product, 0)
+}
+
+func testNeverNegativeInBatch(t *testing.T, s ports.Store) {
+	w, p := domain.WarehouseID(uuid.New()), domain.ProductID(uuid.New())
+	dep := func(q int64) domain.Event {
+		return Event(domain.Departure, domain.MovementID(uuid.New()), w, p, q, "2025-02-18T12:00:00Z")
+	}
+	// -5 then +5 nets to zero but would be negative in between: the departure waits.
+	mustResults(t, mustApply(t, s, dep(5), Supply(w, p, 5), dep(5), dep(1)),
+		domain.ErrInsufficientStock, nil, nil, domain.ErrInsufficientStock)
+	mustStock(t, s, w, p, 0)
+}
+
+func testDuplicatesInBatch(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustResults(t, mustApply(t, s, x.Arrival, x.Arrival, Renewed(x.Arrival)), nil, domain.ErrDuplicate, domain.ErrDuplicate)
+	mustStock(t, s, x.To, x.Product, 98)
+}
+
+// testConcurrentBatches runs batches from several goroutines on a few shared stock rows.
+// The stock of each row must equal its seed plus the deltas of exactly the events reported
+// stored; departures may be refused, never applied against too little stock.
+func testConcurrentBatches(t *testing.T, s ports.Store) {
+	const workers, batches, perBatch = 4, 10, 20
+	whs := []domain.WarehouseID{domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())}
+	p := domain.ProductID(uuid.New())
+	var seed []domain.Event
+	for _, w := range whs {
+		seed = append(seed, Supply(w, p, 100))
+	}
+	mustResults(t, mustApply(t, s, seed...), nil, nil, nil)
+
+	var (
+		mu      sync.Mutex
+		applied = map[domain.WarehouseID]int64{}
+		wg      sync.WaitGroup
+	)
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 7))
+			for range batches {
+				batch := make([]domain.Event, 0, perBatch)
+				for range perBatch / 2 {
+					from, to := whs[r.IntN(len(whs))], whs[r.IntN(len(whs))]
+					m := domain.MovementID(uuid.New())
+					q := int64(1 + r.IntN(30))
+					// arrival first half the time: both orders must work concurrently
+					d := Event(domain.Departure, m, from, p, q, "2025-02-18T12:00:00Z")
+					a := Event(domain.Arrival, m, to, p, q, "2025-02-18T13:00:00Z")
+					if r.IntN(2) == 0 {
+						batch = append(batch, a, d)
+					} else {
+						batch = append(batch, d, a)
+					}
+				}
+				results, err := s.Apply(context.Background(), batch)
+				if err != nil {
+					t.Errorf("apply: %v", err)
+					return
+				}
+				mu.Lock()
+				for i, res := range results {
+					switch {
+					case res == nil:
+						applied[batch[i].WarehouseID] += batch[i].Delta()
+					case !errors.Is(res, domain.ErrInsufficientStock):
+						t.Errorf("event %d: %v", i, res)
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, w := range whs {
+		want := 100 + applied[w]
+		if want < 0 {
+			t.Errorf("warehouse %s would be negative: %d", w, want)
+		}
+		mustStock(t, s, w, p, want)
+	}
+}
+
+func testCancelled(t *testing.T, s ports.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	x := NewSample()
+	if _, err := s.Apply(ctx, []domain.Event{x.Arrival}); err == nil {
+		t.Error("apply with a cancelled context: no error")
+	}
+	if _, err := s.Movement(ctx, x.Movement); err == nil || errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("movement with a cancelled context: %v, want an outage error", err)
+	}
+	if _, err := s.Movement(context.Background(), x.Movement); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("after cancelled apply: %v, want not found", err)
+	}
+}
+
+// testListMovements stores movements in a fresh warehouse and walks every filter.
+func testListMovements(t *testing.T, s ports.Store) {
+	w, other := domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())
+	p1, p2 := domain.ProductID(uuid.New()), domain.ProductID(uuid.New())
+	base := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	type want struct {
+		id     domain.MovementID
+		at     time.Time
+		status domain.MovementStatus
+		prod   domain.ProductID
+	}
+	var all []want
+	for _, p := range []domain.ProductID{p1, p2} {
+		sup := Supply(w, p, 1000)
+		mustApply(t, s, sup)
+		all = append(all, want{sup.MovementID, sup.Timestamp, domain.Arrived, p})
+	}
+	var batch []domain.Event
+	for i := range 30 {
+		m := domain.MovementID(uuid.New())
+		at := base.Add(time.Duration(i/2) * time.Hour) // pairs share a time: ties broken by id
+		prod := p1
+		if i%3 == 0 {
+			prod = p2
+		}
+		ts := at.Format(time.RFC3339)
+		switch i % 3 {
+		case 0: // in transit from w
+			batch = append(batch, Event(domain.Departure, m, w, prod, 1, ts))
+			all = append(all, want{m, at, domain.InTransit, prod})
+		case 1: // arrived at w from outside: ordered by its arrival time
+			batch = append(batch, Event(domain.Arrival, m, w, prod, 1, ts))
+			all = append(all, want{m, at, domain.Arrived, prod})
+		case 2: // completed from w to other
+			batch = append(batch, Event(domain.Departure, m, w, prod, 1, ts),
+				Event(domain.Arrival, m, other, prod, 1, at.Add(time.Minute).Format(time.RFC3339)))
+			all = append(all, want{m, at, domain.Completed, prod})
+		}
+	}
+	for i, res := range mustApply(t, s, batch...) {
+		if res != nil {
+			t.Fatalf("event %d: %v", i, res)
+		}
+	}
+	expect := func(f func(want) bool) []domain.MovementID {
+		var ids []want
+		for _, x := range all {
+			if f(x) {
+				ids = append(ids, x)
+			}
+		}
+		// newest first, ties by id descending
+		for i := 1; i < len(ids); i++ {
+			for j := i; j > 0; j-- {
+				a, b := ids[j-1], ids[j]
+				if a.at.Before(b.at) || a.at.Equal(b.at) && uuid.UUID(a.id).String() < uuid.UUID(b.id).String() {
+					ids[j-1], ids[j] = b, a
+				}
+			}
+		}
+		out := make([]domain.MovementID, len(ids))
+		for i, x := range ids {
+			out[i] = x.id
+		}
+		return out
+	}
+	walk := func(f ports.MovementFilter) []domain.MovementID {
+		var got []domain.MovementID
+		for pages := 0; ; pages++ {
+			if pages > 100 {
+				t.Fatal("pagination does not end")
+			}
+			page, err := s.Movements(context.Background(), f)
+			if err != nil {
+				t.Fatalf("movements %+v: %v", f, err)
+			}
+			if len(page.Items) > f.Limit {
+				t.Fatalf("page of %d items, limit %d", len(page.Items), f.Limit)
+			}
+			for _, m := range page.Items {
+				got = append(got, m.ID)
+			}
+			if page.Next == nil {
+				return got
+			}
+			f.After = page.Next
+		}
+	}
+	check := func(name string, f ports.MovementFilter, pred func(want) bool) {
+		t.Helper()
+		got, exp := walk(f), expect(pred)
+		if fmt.Sprint(got) != fmt.Sprint(exp) {
+			t.Errorf("%s: got %d items %v\nwant %d items %v", name, len(got), got, len(exp), exp)
+		}
+	}
+	all3 := func(want) bool { return true }
+	check("by warehouse, pages of 7", ports.MovementFilter{Warehouse: &w, Limit: 7}, all3)
+	check("by warehouse, one page", ports.MovementFilter{Warehouse: &w, Limit: 1000}, all3)
+	check("by the other end", ports.MovementFilter{Warehouse: &other, Limit: 4},
+		func(x want) bool { return x.status == domain.Completed })
+	check("by product", ports.MovementFilter{Warehouse: &w, Product: &p2, Limit: 3},
+		func(x want) bool { return x.prod == p2 })
+	check("product without warehouse", ports.MovementFilter{Product: &p1, Limit: 5},
+		func(x want) bool { return x.prod == p1 })
+	for _, st := range []domain.MovementStatus{domain.InTransit, domain.Arrived, domain.Completed} {
+		check("status "+string(st), ports.MovementFilter{Warehouse: &w, Status: st, Limit: 3},
+			func(x want) bool { return x.status == st })
+	}
+	since, until := base.Add(3*time.Hour), base.Add(9*time.Hour)
+	check("since and until", ports.MovementFilter{Warehouse: &w, Since: since, Until: until, Limit: 4},
+		func(x want) bool { return !x.at.Before(since) && x.at.Before(until) })
+	check("since only", ports.MovementFilter{Product: &p2, Since: since, Limit: 2},
+		func(x want) bool { return x.prod == p2 && !x.at.Before(since) })
+}
+
+func testListStock(t *testing.T, s ports.Store) {
+	w := domain.WarehouseID(uuid.New())
+	var batch []domain.Event
+	want := map[domain.ProductID]int64{}
+	for i := range 11 {
+		p := domain.ProductID(uuid.New())
+		batch = append(batch, Supply(w, p, int64(i+1)))
+		want[p] = int64(i + 1)
+	}
+	// a refused departure from a new product leaves no row
+	batch = append(batch, Event(domain.Departure, domain.MovementID(uuid.New()), w, domain.ProductID(uuid.New()), 1, "2025-02-18T12:00:00Z"))
+	mustApply(t, s, batch...)
+	var prev *domain.ProductID
+	f := ports.StockFilter{Warehouse: w, Limit: 4}
+	seen := 0
+	for pages := 0; pages < 10; pages++ {
+		page, err := s.WarehouseStock(context.Background(), f)
+		if err != nil {
+			t.Fatalf("warehouse stock: %v", err)
+		}
+		for _, st := range page.Items {
+			if prev != nil && uuid.UUID(*prev).String() >= uuid.UUID(st.ProductID).String() {
+				t.Errorf("product %s after %s: not ordered", st.ProductID, *prev)
+			}
+			pid := st.ProductID
+			prev = &pid
+			if q, ok := want[st.ProductID]; !ok || q != st.Quantity || st.WarehouseID != w {
+				t.Errorf("row %+v: want quantity %d (known: %v)", st, q, ok)
+			}
+			seen++
+		}
+		if page.Next == nil {
+			break
+		}
+		f.After = page.Next
+	}
+	if seen != len(want) {
+		t.Errorf("walked %d rows, want %d", seen, len(want))
+	}
+	if page, err := s.WarehouseStock(context.Background(), ports.StockFilter{Warehouse: domain.WarehouseID(uuid.New()), Limit: 5}); err != nil || len(page.Items) != 0 || page.Next != nil {
+		t.Errorf("unknown warehouse: %+v, %v; want an empty last page", page, err)
+	}
+}
