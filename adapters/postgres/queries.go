@@ -1,0 +1,127 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// Movement returns one movement.
+func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error) {
+	var r movementRow
+	err := s.db.NewRaw(`SELECT `+movementColumns+` FROM movements WHERE movement_id = ?`, uuid.UUID(id).String()).Scan(ctx, &r)
+	if err != nil {
+		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, translate(err))
+	}
+	return r.domain(), nil
+}
+
+// Stock returns one stock row.
+func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
+	var r stockRow
+	err := s.db.NewRaw(`SELECT warehouse_id, product_id, quantity, updated_at FROM stock
+		WHERE warehouse_id = ? AND product_id = ?`, w.String(), p.String()).Scan(ctx, &r)
+	if err != nil {
+		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, translate(err))
+	}
+	return r.domain(), nil
+}
+
+// Movements lists movements newest first by (moved_at, movement_id). Each filter has an
+// index that ends in that order, so a page is an index range scan of limit+1 rows. A
+// warehouse matches either end: the two ends are two index scans merged by a UNION.
+func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.MovementPage, error) {
+	var conds []string
+	var args []any
+	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
+	if f.Product != nil {
+		add("product_id = ?", f.Product.String())
+	}
+	if f.Status != "" {
+		add("status = ?", string(f.Status))
+	}
+	if !f.Since.IsZero() {
+		add("moved_at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		add("moved_at < ?", f.Until.UTC())
+	}
+	if f.After != nil {
+		add("(moved_at, movement_id) < (?, ?)", f.After.Time.UTC(), f.After.ID.String())
+	}
+	const order = " ORDER BY moved_at DESC, movement_id DESC LIMIT ?"
+	limit := f.Limit + 1
+	where := func(extra ...string) string {
+		all := append(extra, conds...)
+		if len(all) == 0 {
+			return ""
+		}
+		return " WHERE " + strings.Join(all, " AND ")
+	}
+	var query string
+	var qargs []any
+	if f.Warehouse == nil {
+		query = `SELECT ` + movementColumns + ` FROM movements` + where() + order
+		qargs = append(append(qargs, args...), limit)
+	} else {
+		w := f.Warehouse.String()
+		query = `SELECT * FROM (
+			(SELECT ` + movementColumns + `, moved_at FROM movements` + where("departure_warehouse_id = ?") + order + `)
+			UNION
+			(SELECT ` + movementColumns + `, moved_at FROM movements` + where("arrival_warehouse_id = ?") + order + `)
+		) u ORDER BY moved_at DESC, movement_id DESC LIMIT ?`
+		qargs = append(qargs, w)
+		qargs = append(qargs, args...)
+		qargs = append(qargs, limit, w)
+		qargs = append(qargs, args...)
+		qargs = append(qargs, limit, limit)
+	}
+	var rows []struct {
+		movementRow `bun:",extend"`
+		MovedAt     bun.NullTime `bun:"moved_at"`
+	}
+	if err := s.db.NewRaw(query, qargs...).Scan(ctx, &rows); err != nil {
+		return ports.MovementPage{}, fmt.Errorf("list movements: %w", translate(err))
+	}
+	page := ports.MovementPage{Items: make([]domain.Movement, 0, min(len(rows), f.Limit))}
+	for i, r := range rows {
+		if i == f.Limit {
+			last := page.Items[len(page.Items)-1]
+			page.Next = &domain.MovementCursor{Time: last.Time(), ID: last.ID}
+			break
+		}
+		page.Items = append(page.Items, r.movementRow.domain())
+	}
+	return page, nil
+}
+
+// WarehouseStock lists a warehouse's stock by product id: a range scan of the primary key.
+func (s *Store) WarehouseStock(ctx context.Context, f ports.StockFilter) (ports.StockPage, error) {
+	after := uuid.Nil.String()
+	if f.After != nil {
+		after = f.After.String()
+	}
+	var rows []stockRow
+	err := s.db.NewRaw(`SELECT warehouse_id, product_id, quantity, updated_at FROM stock
+		WHERE warehouse_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`,
+		f.Warehouse.String(), after, f.Limit+1).Scan(ctx, &rows)
+	if err != nil {
+		return ports.StockPage{}, fmt.Errorf("list stock of warehouse %s: %w", f.Warehouse, translate(err))
+	}
+	page := ports.StockPage{Items: make([]domain.Stock, 0, min(len(rows), f.Limit))}
+	for i, r := range rows {
+		if i == f.Limit {
+			next := page.Items[len(page.Items)-1].ProductID
+			page.Next = &next
+			break
+		}
+		page.Items = append(page.Items, r.domain())
+	}
+	return page, nil
+}
