@@ -144,4 +144,3 @@ func WithDatabase(rawURL, name string) (string, error) {
 	u.Path = "/" + strings.TrimPrefix(name, "/")
 	return u.String(), nil
 }
-
