@@ -2,6 +2,8 @@ package domain
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -112,7 +114,7 @@ func NewEvent(in EventInput) (Event, error) {
 // written in RFC 3339 and are refused by the layout itself.
 func ParseTimestamp(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if err != nil || !rfc3339Shape.MatchString(s) || offsetHoursTooLarge(s) {
 		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time with offset", ErrInvalid, field, clip(s))
 	}
 	return t.UTC().Truncate(time.Microsecond), nil
@@ -127,6 +129,17 @@ func (e Event) Delta() int64 {
 		return -e.Quantity
 	}
 	return e.Quantity
+}
+
+// rfc3339Shape is the RFC 3339 date-time grammar; time.Parse alone also takes a comma
+// before the fraction and a +24:00 offset.
+var rfc3339Shape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$`)
+
+func offsetHoursTooLarge(s string) bool {
+	if strings.HasSuffix(s, "Z") || len(s) < 6 {
+		return false
+	}
+	return s[len(s)-5:len(s)-3] > "23"
 }
 
 func checkID(id string) error {
