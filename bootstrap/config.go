@@ -18,6 +18,7 @@ type Config struct {
 	DatabaseURL        string        `envconfig:"DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/warehouse?sslmode=disable"`
 	DBMaxConns         int           `envconfig:"DB_MAX_CONNS" default:"16"`
 	DBStatementTimeout time.Duration `envconfig:"DB_STATEMENT_TIMEOUT" default:"30s"`
+	DBLockTimeout      time.Duration `envconfig:"DB_LOCK_TIMEOUT" default:"10s"`
 
 	AMQPURL      string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/"`
 	AMQPExchange string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`

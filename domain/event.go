@@ -110,14 +110,18 @@ func NewEvent(in EventInput) (Event, error) {
 }
 
 // ParseTimestamp parses an RFC 3339 time with an explicit offset (Z or ±hh:mm) and
-// returns it in UTC, truncated to microseconds. Years before 1 or after 9999 cannot be
-// written in RFC 3339 and are refused by the layout itself.
+// returns it in UTC, truncated to microseconds. The UTC instant must fall in the years 1
+// to 9999, which JSON, PostgreSQL and RFC 3339 itself can all represent.
 func ParseTimestamp(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || !rfc3339Shape.MatchString(s) || offsetHoursTooLarge(s) {
 		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time with offset", ErrInvalid, field, clip(s))
 	}
-	return t.UTC().Truncate(time.Microsecond), nil
+	t = t.UTC().Truncate(time.Microsecond)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("%w: %s %q falls outside the years 1 to 9999 in UTC", ErrInvalid, field, clip(s))
+	}
+	return t, nil
 }
 
 // StockKey returns the stock row this event changes.

@@ -1,0 +1,857 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// Consumer states reported by Consumer.State, as readiness shows them.
+const (
+	StateConnected    = "connected"
+	StateReconnecting = "reconnecting"
+	StatePaused       = "paused"
+)
+
+// Headers the consumer reads and writes.
+const (
+	// RetryHeader carries the number of delayed retries a message has been through: the
+	// broker resets its own delivery count when a message comes back from the retry queue.
+	RetryHeader = "x-retry-attempt"
+	// ReasonHeader carries the short code of a dead letter: invalid, conflict,
+	// insufficient_stock or internal.
+	ReasonHeader = "x-rejection-reason"
+	// DetailHeader carries the human-readable reason of a dead letter, at most 1 KiB.
+	DetailHeader = "x-rejection-detail"
+)
+
+// Dead-letter reasons: the values of ReasonHeader and of the reason label of
+// movements_rejected_total.
+const (
+	ReasonInvalid           = "invalid"
+	ReasonConflict          = "conflict"
+	ReasonInsufficientStock = "insufficient_stock"
+	ReasonInternal          = "internal"
+)
+
+const (
+	maxDetailLen = 1024
+	// confirmTimeout bounds the wait for the confirms of one group of dead letters and retries.
+	confirmTimeout = 5 * time.Second
+	// closeTimeout bounds closing a connection and waiting for its notification goroutine.
+	closeTimeout = 5 * time.Second
+)
+
+// Reconnect and retry backoffs, with jitter. The store backoff is capped lower: a batch
+// held in memory should resume soon after the database is back.
+var (
+	reconnectBackoff = backoff{min: 100 * time.Millisecond, max: 10 * time.Second}
+	holdBackoff      = backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
+)
+
+// ConsumerOptions configures a Consumer. Zero values take the defaults noted.
+type ConsumerOptions struct {
+	// URL is the AMQP URL, vhost included. It may hold a password: it is never logged.
+	URL string
+	// Topology is declared on every (re)connect.
+	Topology Topology
+	// Prefetch is the per-consumer QoS; at least BatchSize (the default) and at most 65535.
+	Prefetch int
+	// BatchSize is the most deliveries in one batch (default 1000).
+	BatchSize int
+	// BatchWait is how long a batch stays open after its first delivery (default 20ms).
+	BatchWait time.Duration
+	// RetryLimit is how many delayed retries a departure gets for insufficient stock
+	// before it is dead-lettered; 0 dead-letters it at once.
+	RetryLimit int
+	// ConsumerTag prefixes the consumer tag (default "warehouse"); a random suffix keeps
+	// tags unique across processes.
+	ConsumerTag string
+	// ShutdownTimeout bounds each Record call, and so the batch finished during shutdown
+	// (default 15s).
+	ShutdownTimeout time.Duration
+}
+
+func (o ConsumerOptions) withDefaults() ConsumerOptions {
+	if o.BatchSize < 1 {
+		o.BatchSize = 1000
+	}
+	o.Prefetch = min(max(o.Prefetch, o.BatchSize), 65535)
+	if o.BatchWait <= 0 {
+		o.BatchWait = 20 * time.Millisecond
+	}
+	o.RetryLimit = max(o.RetryLimit, 0)
+	if o.ConsumerTag == "" {
+		o.ConsumerTag = "warehouse"
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 15 * time.Second
+	}
+	return o
+}
+
+// Consumer reads movement events from the queue in batches, records them through
+// ports.Recorder and settles each delivery only once its effect is committed or it is
+// safely dead-lettered or scheduled for a retry (SPEC "Processing rules"). It owns a
+// consuming connection and a separate publishing one, and reconnects both on its own.
+type Consumer struct {
+	opts  ConsumerOptions
+	rec   ports.Recorder
+	log   *slog.Logger // with component=amqp
+	root  *slog.Logger // as given, for the publisher, which adds the component itself
+	m     metrics
+	state atomic.Value // string
+
+	pub *Publisher // owned by the Run goroutine
+}
+
+// NewConsumer returns a Consumer that records into rec, logs to log and registers its
+// metrics on reg (nil registers nothing). Call Run to start it.
+func NewConsumer(opts ConsumerOptions, rec ports.Recorder, log *slog.Logger, reg prometheus.Registerer) *Consumer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Consumer{
+		opts: opts.withDefaults(),
+		rec:  rec,
+		log:  log.With("component", "amqp"),
+		root: log,
+		m:    newMetrics(reg),
+	}
+	c.state.Store(StateReconnecting)
+	return c
+}
+
+// State reports "connected", "reconnecting" (no usable broker session, also before the
+// first one) or "paused" (a batch is held because the store or the dead-letter publisher
+// is unavailable). It is safe to call from any goroutine.
+func (c *Consumer) State() string { return c.state.Load().(string) }
+
+func (c *Consumer) setState(s string) { c.state.Store(s) }
+
+// Run consumes until ctx is done, then finishes the batch in flight, settles it, closes
+// its connections and returns nil. It reconnects with backoff after any loss of the
+// broker. It returns an error only for a fatal start-up problem: an invalid topology or
+// URL, a refused login, or a queue or exchange that exists with other arguments. Run
+// must not be called twice at once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.opts.Topology.Validate(); err != nil {
+		return err
+	}
+	if _, err := url.Parse(c.opts.URL); err != nil {
+		return errors.New("AMQP URL is not a valid URL")
+	}
+	defer c.closePublisher()
+	c.log.InfoContext(ctx, "consumer starting", "url", redactURL(c.opts.URL), "queue", c.opts.Topology.Queue,
+		"prefetch", c.opts.Prefetch, "batch_size", c.opts.BatchSize, "batch_wait", c.opts.BatchWait)
+	bo := reconnectBackoff
+	started := false
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.m.reconnects.Inc()
+		}
+		s, err := c.open(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !started && isFatal(err) {
+				return err
+			}
+			c.setState(StateReconnecting)
+			if errors.Is(err, ErrTopologyMismatch) {
+				c.log.ErrorContext(ctx, "consumer cannot declare its topology", "err", err)
+			} else {
+				c.log.WarnContext(ctx, "consumer cannot connect", "err", err)
+			}
+			if !sleep(ctx, bo.next(), nil) {
+				return nil
+			}
+			continue
+		}
+		started = true
+		bo.reset()
+		c.setState(StateConnected)
+		c.log.InfoContext(ctx, "consumer connected", "queue", c.opts.Topology.Queue)
+		err = c.consume(ctx, s)
+		s.close()
+		if err == nil {
+			c.log.InfoContext(ctx, "consumer stopped")
+			return nil
+		}
+		c.setState(StateReconnecting)
+		c.log.WarnContext(ctx, "consumer lost the broker, reconnecting", "err", err)
+		if !sleep(ctx, bo.next(), nil) {
+			return nil
+		}
+	}
+}
+
+// isFatal tells the start-up errors that no retry can fix.
+func isFatal(err error) bool {
+	return errors.Is(err, ErrTopologyMismatch) || errors.Is(err, errRefused)
+}
+
+// session is one consuming connection and channel: a generation. Deliveries are acked only
+// on the session they came from, since tags restart at 1 on every channel.
+type session struct {
+	conn       *amqp091.Connection
+	ch         *amqp091.Channel
+	deliveries <-chan amqp091.Delivery
+
+	lost      chan struct{} // closed when the connection, channel or consumer is gone
+	err       error         // why; written before lost is closed
+	loseOnce  sync.Once
+	watchDone chan struct{}
+}
+
+func (c *Consumer) open(ctx context.Context) (*session, error) {
+	conn, err := dial(ctx, c.opts.URL, "warehouse consumer")
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := Declare(ch, c.opts.Topology); err != nil {
+		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+		return nil, err
+	}
+	// Per-consumer prefetch: quorum queues refuse global QoS (NOTES).
+	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
+		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
+		return nil, fmt.Errorf("set prefetch %d: %w", c.opts.Prefetch, err)
+	}
+	s := &session{conn: conn, ch: ch, lost: make(chan struct{}), watchDone: make(chan struct{})}
+	// Buffered and drained until closed: amqp091-go notifies synchronously (NOTES).
+	go s.watch(conn.NotifyClose(make(chan *amqp091.Error, 1)),
+		ch.NotifyClose(make(chan *amqp091.Error, 1)),
+		ch.NotifyCancel(make(chan string, 4)))
+	tag := c.opts.ConsumerTag + "-" + uuid.NewString()
+	s.deliveries, err = ch.Consume(c.opts.Topology.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("consume queue %q: %w", c.opts.Topology.Queue, err)
+	}
+	return s, nil
+}
+
+func (s *session) watch(connClose, chClose chan *amqp091.Error, cancels chan string) {
+	defer close(s.watchDone)
+	for connClose != nil || chClose != nil || cancels != nil {
+		select {
+		case e, ok := <-connClose:
+			if !ok {
+				connClose = nil
+				s.lose(errors.New("connection closed"))
+				continue
+			}
+			s.lose(fmt.Errorf("connection closed: %v", e))
+		case e, ok := <-chClose:
+			if !ok {
+				chClose = nil
+				s.lose(errors.New("channel closed"))
+				continue
+			}
+			s.lose(fmt.Errorf("channel closed: %v", e))
+		case tag, ok := <-cancels:
+			if !ok {
+				cancels = nil
+				continue
+			}
+			// The channel stays open after a basic.cancel: only resubscribing helps (NOTES).
+			s.lose(fmt.Errorf("broker cancelled consumer %s (queue deleted?)", tag))
+		}
+	}
+	s.lose(errors.New("session closed"))
+}
+
+func (s *session) lose(err error) {
+	s.loseOnce.Do(func() {
+		s.err = err
+		close(s.lost)
+	})
+}
+
+func (s *session) alive() bool {
+	select {
+	case <-s.lost:
+		return false
+	default:
+		return true
+	}
+}
+
+// close closes the connection (and with it the channel: the broker requeues whatever
+// is unacked) and waits, bounded, for the watcher.
+func (s *session) close() {
+	_ = s.conn.CloseDeadline(time.Now().Add(closeTimeout))
+	waitBounded(s.watchDone, closeTimeout)
+}
+
+// consume runs batches on s until ctx is done (nil) or s is lost (its error).
+func (c *Consumer) consume(ctx context.Context, s *session) error {
+	for {
+		items, err := c.collect(ctx, s)
+		if err != nil {
+			return err // the items are abandoned: the broker redelivers them
+		}
+		if len(items) > 0 {
+			if err := c.process(ctx, s, items); err != nil {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// item is one delivery of the batch and what became of it.
+type item struct {
+	s       *session // the generation it came from
+	d       amqp091.Delivery
+	event   domain.Event
+	invalid error // the decoding error; nil for a valid event
+	attempt int   // delayed retries so far, from RetryHeader
+
+	v       verdict
+	decided bool // v is set
+	settled bool // ready to ack: nothing to publish, or published and confirmed
+	acked   bool
+}
+
+// collect gathers deliveries until BatchSize, or BatchWait after the first one, or ctx
+// is done. It returns an error when s is lost.
+func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
+	var (
+		items   []*item
+		timer   *time.Timer
+		timeout <-chan time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(items) < c.opts.BatchSize {
+		select {
+		case <-ctx.Done():
+			return items, nil
+		case <-s.lost:
+			return nil, s.err
+		case d, ok := <-s.deliveries:
+			if !ok {
+				s.lose(errors.New("deliveries closed (consumer cancelled)"))
+				return nil, s.err
+			}
+			it := &item{s: s, d: d, attempt: retryAttempt(d.Headers)}
+			it.event, it.invalid = DecodeEvent(d.Body)
+			items = append(items, it)
+			if timer == nil {
+				timer = time.NewTimer(c.opts.BatchWait)
+				timeout = timer.C
+			}
+		case <-timeout:
+			return items, nil
+		}
+	}
+	return items, nil
+}
+
+// process records the valid events of a batch and settles every delivery. It returns an
+// error only when s is lost; after a shutdown it may leave deliveries unacked, which the
+// broker redelivers once the channel closes.
+func (c *Consumer) process(ctx context.Context, s *session, items []*item) error {
+	var events []domain.Event
+	var valid []*item
+	invalid := false
+	for _, it := range items {
+		if it.invalid != nil {
+			it.v, it.decided = verdict{action: deadLetter, reason: ReasonInvalid, detail: it.invalid.Error()}, true
+			invalid = true
+			continue
+		}
+		events = append(events, it.event)
+		valid = append(valid, it)
+	}
+	// Invalid messages are dead-lettered at once: they never wait on the store.
+	if invalid {
+		if done, err := c.settle(ctx, s, items); err != nil || !done {
+			return err
+		}
+	}
+	if len(events) > 0 {
+		results, ok, err := c.record(ctx, s, events)
+		if err != nil || !ok {
+			return err
+		}
+		for i, it := range valid {
+			c.decide(it, results[i])
+		}
+	}
+	_, err := c.settle(ctx, s, items)
+	return err
+}
+
+// record calls the recorder until the batch commits. While the store is unavailable
+// the batch is held, no new delivery is taken and State says paused; it never
+// nack-requeues. ok is false when ctx ended first; err is set when s was lost.
+func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event) (results []error, ok bool, err error) {
+	bo := holdBackoff
+	for attempt := 1; ; attempt++ {
+		// A batch in flight completes during shutdown, bounded by ShutdownTimeout.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
+		start := time.Now()
+		results, err := c.rec.Record(rctx, events)
+		cancel()
+		c.m.batchDuration.Observe(time.Since(start).Seconds())
+		if err == nil && len(results) != len(events) {
+			err = fmt.Errorf("recorder returned %d results for %d events", len(results), len(events))
+		}
+		if err == nil {
+			c.m.batchSize.Observe(float64(len(events)))
+			if attempt > 1 {
+				c.log.InfoContext(ctx, "held batch recorded", "size", len(events), "attempts", attempt)
+			}
+			c.setState(StateConnected)
+			return results, true, nil
+		}
+		c.setState(StatePaused)
+		if ctx.Err() != nil {
+			c.log.WarnContext(ctx, "batch left unacked at shutdown", "size", len(events), "err", err)
+			return nil, false, nil
+		}
+		if !errors.Is(err, ports.ErrUnavailable) && attempt >= poisonAttempts {
+			// Not an outage: some event breaks the store. Holding the batch would block
+			// the queue for ever, so isolate the culprits and dead-letter them as internal.
+			c.log.ErrorContext(ctx, "batch fails without an outage, recording events one by one", "size", len(events), "err", err)
+			return c.recordEach(ctx, s, events)
+		}
+		c.log.WarnContext(ctx, "batch held, store unavailable", "size", len(events), "attempt", attempt, "err", err)
+		if !sleep(ctx, bo.next(), s.lost) {
+			if ctx.Err() != nil {
+				return nil, false, nil
+			}
+			return nil, false, s.err
+		}
+	}
+}
+
+// poisonAttempts is how many times a batch that fails with an error other than
+// ports.ErrUnavailable is retried whole before its events are recorded one by one.
+const poisonAttempts = 3
+
+// recordEach records events one at a time, each in its own transaction. An event the
+// store refuses with an error that is not an outage gets that error as its result, which
+// verdictFor turns into an "internal" dead letter; an outage holds the event as record does.
+func (c *Consumer) recordEach(ctx context.Context, s *session, events []domain.Event) (results []error, ok bool, err error) {
+	results = make([]error, len(events))
+	for i, e := range events {
+		bo := holdBackoff
+		for {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
+			res, err := c.rec.Record(rctx, []domain.Event{e})
+			cancel()
+			if err == nil && len(res) == 1 {
+				results[i] = res[0]
+				break
+			}
+			if err != nil && !errors.Is(err, ports.ErrUnavailable) {
+				results[i] = fmt.Errorf("store refused the event: %w", err)
+				c.log.ErrorContext(ctx, "event refused by the store", "event_id", e.ID, "movement_id", e.MovementID.String(), "err", err)
+				break
+			}
+			if ctx.Err() != nil {
+				return nil, false, nil
+			}
+			if !sleep(ctx, bo.next(), s.lost) {
+				if ctx.Err() != nil {
+					return nil, false, nil
+				}
+				return nil, false, s.err
+			}
+		}
+	}
+	c.setState(StateConnected)
+	return results, true, nil
+}
+
+// decide turns the result of one recorded event into its verdict.
+func (c *Consumer) decide(it *item, result error) {
+	switch {
+	case result == nil:
+		c.m.stored.Inc()
+	case errors.Is(result, domain.ErrDuplicate):
+		c.m.duplicates.Inc()
+	}
+	v := verdictFor(result)
+	if v.action == retryLater && it.attempt+1 > c.opts.RetryLimit {
+		v = verdict{action: deadLetter, reason: ReasonInsufficientStock,
+			detail: fmt.Sprintf("%s: gave up after %d attempts (%d delayed retries)", v.detail, it.attempt+1, it.attempt)}
+	}
+	it.v, it.decided = v, true
+}
+
+// settle publishes the dead letters and retries of the decided items, waits for their
+// confirms and acks every settled item. While the publisher fails it holds the batch
+// and retries with backoff. done is false when ctx ended first with items unsettled;
+// err is set when s was lost.
+func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done bool, err error) {
+	bo := holdBackoff
+	for attempt := 1; ; attempt++ {
+		if !s.alive() {
+			return false, s.err
+		}
+		var pending []*item
+		var out []outgoing
+		for _, it := range items {
+			if !it.decided || it.settled {
+				continue
+			}
+			if it.v.action == ack {
+				it.settled = true
+				continue
+			}
+			pending = append(pending, it)
+			out = append(out, c.outgoingFor(it))
+		}
+		var perr error
+		if len(out) > 0 {
+			if perr = c.publish(ctx, s, out); perr == nil {
+				for _, it := range pending {
+					it.settled = true
+					c.published(ctx, it)
+				}
+			}
+		}
+		c.ack(s, items)
+		if perr == nil {
+			if attempt > 1 {
+				c.setState(StateConnected)
+			}
+			return true, nil
+		}
+		c.setState(StatePaused)
+		if ctx.Err() != nil {
+			c.log.WarnContext(ctx, "dead letters and retries left unacked at shutdown", "count", len(out), "err", perr)
+			return false, nil
+		}
+		c.log.WarnContext(ctx, "batch held, cannot publish dead letters and retries", "count", len(out), "attempt", attempt, "err", perr)
+		if !sleep(ctx, bo.next(), s.lost) {
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			return false, s.err
+		}
+	}
+}
+
+// publish sends one group on the publisher connection, dialing it when needed. Any
+// failure but an unroutable message drops the publisher so that the next try redials.
+func (c *Consumer) publish(ctx context.Context, s *session, out []outgoing) error {
+	if c.pub == nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout)
+		p, err := DialPublisher(dctx, c.opts.URL, c.root)
+		cancel()
+		if err != nil {
+			return err
+		}
+		c.pub = p
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
+	defer cancel()
+	err := c.pub.publish(pctx, out)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnroutable):
+		// Someone deleted the dead-letter or retry queue: declare it again. A mismatch
+		// closes the consuming channel, and the reconnect reports it.
+		if derr := Declare(s.ch, c.opts.Topology); derr != nil {
+			return errors.Join(err, derr)
+		}
+	default:
+		c.closePublisher()
+	}
+	return err
+}
+
+func (c *Consumer) closePublisher() {
+	if c.pub != nil {
+		_ = c.pub.Close()
+		c.pub = nil
+	}
+}
+
+// published counts and logs a confirmed dead letter or retry.
+func (c *Consumer) published(ctx context.Context, it *item) {
+	if it.v.action == retryLater {
+		c.m.retried.Inc()
+		c.log.DebugContext(ctx, "event scheduled for retry", "event_id", it.event.ID,
+			"movement_id", it.event.MovementID.String(), "attempt", it.attempt+1)
+		return
+	}
+	c.m.rejected.WithLabelValues(it.v.reason).Inc()
+	attrs := []any{"reason", it.v.reason, "detail", clipDetail(it.v.detail),
+		"message_id", it.d.MessageId, "routing_key", it.d.RoutingKey}
+	if it.invalid == nil {
+		attrs = append(attrs, "event_id", it.event.ID, "movement_id", it.event.MovementID.String())
+	}
+	if it.v.reason == ReasonInternal {
+		c.log.ErrorContext(ctx, "message dead-lettered", attrs...)
+	} else {
+		c.log.WarnContext(ctx, "message dead-lettered", attrs...)
+	}
+}
+
+// ack acks the settled items of s: the longest settled prefix with one multiple ack,
+// the settled ones after a gap one by one. Nothing is acked once s is lost: a tag is
+// meaningful only on its own channel, and the broker redelivers what was unacked.
+func (c *Consumer) ack(s *session, items []*item) {
+	if !s.alive() {
+		return
+	}
+	prefix := 0
+	for prefix < len(items) && items[prefix].settled && items[prefix].s == s {
+		prefix++
+	}
+	for i := prefix - 1; i >= 0; i-- {
+		if items[i].acked {
+			continue
+		}
+		// Every delivery of s before it is settled and this batch holds all unacked ones.
+		if err := s.ch.Ack(items[i].d.DeliveryTag, true); err != nil {
+			c.log.Warn("ack failed", "err", err)
+			return
+		}
+		for _, it := range items[:i+1] {
+			it.acked = true
+		}
+		break
+	}
+	for _, it := range items[prefix:] {
+		if !it.settled || it.acked || it.s != s {
+			continue
+		}
+		if err := s.ch.Ack(it.d.DeliveryTag, false); err != nil {
+			c.log.Warn("ack failed", "err", err)
+			return
+		}
+		it.acked = true
+	}
+}
+
+// outgoingFor builds the dead letter or retry of a delivery: the same body and
+// properties, the original routing key, persistent, with the original headers but the
+// broker's death records and our own retry and rejection headers.
+func (c *Consumer) outgoingFor(it *item) outgoing {
+	d := it.d
+	h := make(amqp091.Table, len(d.Headers)+2)
+	for k, v := range d.Headers {
+		switch k {
+		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
+			RetryHeader, ReasonHeader, DetailHeader:
+			continue
+		}
+		h[k] = v
+	}
+	msg := amqp091.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp091.Persistent,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+		// No Expiration, so a dead letter never expires, and no UserId, which the broker
+		// checks against the publishing connection's user.
+	}
+	if it.v.action == retryLater {
+		h[RetryHeader] = int32(it.attempt + 1)
+		return outgoing{exchange: c.opts.Topology.RetryExchange, key: d.RoutingKey, msg: msg}
+	}
+	h[ReasonHeader] = it.v.reason
+	h[DetailHeader] = clipDetail(it.v.detail)
+	return outgoing{exchange: c.opts.Topology.DeadLetterExchange, key: d.RoutingKey, msg: msg}
+}
+
+// retryAttempt reads RetryHeader; absent or malformed counts as 0.
+func retryAttempt(h amqp091.Table) int {
+	var n int64
+	switch v := h[RetryHeader].(type) {
+	case int8:
+		n = int64(v)
+	case int16:
+		n = int64(v)
+	case int32:
+		n = int64(v)
+	case int64:
+		n = v
+	case int:
+		n = int64(v)
+	case uint8:
+		n = int64(v)
+	case uint16:
+		n = int64(v)
+	case uint32:
+		n = int64(v)
+	}
+	if n < 0 || n > 1<<20 {
+		return 0
+	}
+	return int(n)
+}
+
+// clipDetail keeps a header value within maxDetailLen bytes, cut at a rune boundary.
+func clipDetail(s string) string {
+	if len(s) <= maxDetailLen {
+		return s
+	}
+	i := maxDetailLen - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+type action int
+
+const (
+	ack action = iota
+	retryLater
+	deadLetter
+)
+
+// verdict is what happens to one delivery after its batch committed.
+type verdict struct {
+	action action
+	reason string
+	detail string
+}
+
+// verdictFor decides what happens to one delivery after its batch committed.
+func verdictFor(result error) verdict {
+	switch {
+	case result == nil, errors.Is(result, domain.ErrDuplicate):
+		return verdict{action: ack}
+	case errors.Is(result, domain.ErrInsufficientStock):
+		return verdict{action: retryLater, reason: ReasonInsufficientStock, detail: result.Error()}
+	case errors.Is(result, domain.ErrConflict):
+		return verdict{action: deadLetter, reason: ReasonConflict, detail: result.Error()}
+	default: // a store bug, not bad input: park it where a person will look
+		return verdict{action: deadLetter, reason: ReasonInternal, detail: result.Error()}
+	}
+}
+
+// backoff is exponential with jitter: each wait is drawn from [cur/2, cur].
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d; false when ctx ended or lost closed first.
+func sleep(ctx context.Context, d time.Duration, lost <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-lost:
+		return false
+	}
+}
+
+// metrics are the consumer's collectors; SPEC names the movements_* ones.
+type metrics struct {
+	stored        prometheus.Counter
+	rejected      *prometheus.CounterVec
+	duplicates    prometheus.Counter
+	retried       prometheus.Counter
+	batchSize     prometheus.Histogram
+	batchDuration prometheus.Histogram
+	reconnects    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		stored: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "movements_stored_total", Help: "Movement events stored (recorded with no error).",
+		})),
+		rejected: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "movements_rejected_total", Help: "Messages dead-lettered by the consumer, by reason.",
+		}, []string{"reason"})),
+		duplicates: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "movements_duplicates_total", Help: "Movement events already stored (no-ops).",
+		})),
+		retried: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "movements_retried_total", Help: "Departures sent to the delayed retry queue for insufficient stock.",
+		})),
+		batchSize: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "consumer_batch_size", Help: "Valid events per recorded batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		})),
+		batchDuration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "consumer_batch_duration_seconds", Help: "Latency of one Record call on a batch, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		})),
+		reconnects: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "consumer_reconnects_total", Help: "Attempts to reconnect the consumer to the broker.",
+		})),
+	}
+	for _, r := range []string{ReasonInvalid, ReasonConflict, ReasonInsufficientStock, ReasonInternal} {
+		m.rejected.WithLabelValues(r)
+	}
+	return m
+}
+
+// register registers c on reg, reusing a collector already there (a second consumer in
+// the same process shares the counters) and never panicking.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}

@@ -1,0 +1,340 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"warehouse/ports"
+)
+
+// ErrUnroutable marks a message the broker confirmed but could not route to any queue:
+// the exchange exists but nothing is bound to it (a topology mistake, not an outage).
+var ErrUnroutable = errors.New("unroutable")
+
+// errRefused marks a login or vhost the broker refuses: a configuration problem.
+var errRefused = errors.New("broker refused the login or virtual host")
+
+// ContentType is the content type of CloudEvents structured-mode JSON messages.
+const ContentType = "application/cloudevents+json"
+
+const (
+	// maxRound bounds the messages of one confirm round. The returns channel holds as
+	// many, so the client's reader never blocks on it (amqp091-go notifies synchronously).
+	maxRound = 1024
+	// dialTimeout bounds the TCP connect and AMQP handshake.
+	dialTimeout = 10 * time.Second
+	heartbeat   = 10 * time.Second
+)
+
+// Message is one message for Publisher.PublishBatch: its routing key and AMQP properties.
+// A zero DeliveryMode is sent persistent and an empty ContentType as ContentType.
+type Message struct {
+	// RoutingKey is the routing key to publish with.
+	RoutingKey string
+	amqp091.Publishing
+}
+
+// Publisher publishes with publisher confirms on its own connection and channel, and
+// waits for each confirm, so a nil error means the broker has taken responsibility for
+// the message. It publishes with mandatory set, so an unroutable message is an error
+// (ErrUnroutable) instead of a silent loss. It is safe for concurrent use; publishes are
+// serialized. Errors wrap ports.ErrUnavailable when the broker could not be reached,
+// refused the message or did not confirm in time; such a Publisher should be closed and
+// dialed again.
+type Publisher struct {
+	log  *slog.Logger
+	conn *amqp091.Connection
+	ch   *amqp091.Channel
+
+	mu      sync.Mutex // one confirm round at a time: returns then belong to that round
+	returns chan amqp091.Return
+
+	dead      chan struct{} // closed when the connection or channel is gone
+	deadErr   error         // why; written before dead is closed
+	watchDone chan struct{}
+	closeOnce sync.Once
+}
+
+// DialPublisher connects to the broker at rawURL (amqp://user:pass@host:port/vhost) and
+// opens a channel in confirm mode. It declares nothing.
+func DialPublisher(ctx context.Context, rawURL string, log *slog.Logger) (*Publisher, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conn, err := dial(ctx, rawURL, "warehouse publisher")
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("%w: open publisher channel: %v", ports.ErrUnavailable, err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("%w: enable publisher confirms: %v", ports.ErrUnavailable, err)
+	}
+	p := &Publisher{
+		log:       log.With("component", "amqp"),
+		conn:      conn,
+		ch:        ch,
+		returns:   ch.NotifyReturn(make(chan amqp091.Return, maxRound)),
+		dead:      make(chan struct{}),
+		watchDone: make(chan struct{}),
+	}
+	// Every Notify channel is buffered and drained until it closes (NOTES).
+	go p.watch(conn.NotifyClose(make(chan *amqp091.Error, 1)),
+		ch.NotifyClose(make(chan *amqp091.Error, 1)),
+		conn.NotifyBlocked(make(chan amqp091.Blocking, 4)))
+	return p, nil
+}
+
+func (p *Publisher) watch(connClose, chClose chan *amqp091.Error, blocked chan amqp091.Blocking) {
+	defer close(p.watchDone)
+	var once sync.Once
+	die := func(err error) {
+		once.Do(func() {
+			p.deadErr = err
+			close(p.dead)
+		})
+	}
+	for connClose != nil || chClose != nil || blocked != nil {
+		select {
+		case e, ok := <-connClose:
+			if !ok {
+				connClose = nil
+				die(errors.New("publisher connection closed"))
+				continue
+			}
+			die(fmt.Errorf("publisher connection closed: %v", e))
+		case e, ok := <-chClose:
+			if !ok {
+				chClose = nil
+				die(errors.New("publisher channel closed"))
+				continue
+			}
+			die(fmt.Errorf("publisher channel closed: %v", e))
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil
+				continue
+			}
+			if b.Active {
+				p.log.Warn("broker blocks publishers", "reason", b.Reason)
+			} else {
+				p.log.Info("broker unblocks publishers")
+			}
+		}
+	}
+	die(errors.New("publisher closed"))
+}
+
+// Publish sends one persistent CloudEvents message to exchange with routingKey and waits
+// for its confirm until ctx is done.
+func (p *Publisher) Publish(ctx context.Context, exchange, routingKey string, body []byte, headers amqp091.Table) error {
+	return p.PublishBatch(ctx, exchange, []Message{{RoutingKey: routingKey, Publishing: amqp091.Publishing{
+		Headers: headers, Body: body, Timestamp: time.Now().UTC().Truncate(time.Second),
+	}}})
+}
+
+// PublishBatch sends msgs to exchange pipelined (rounds of up to 1024 in flight) and
+// waits for all their confirms. On error some messages may have been delivered: callers
+// that retry rely on the ledger's deduplication.
+func (p *Publisher) PublishBatch(ctx context.Context, exchange string, msgs []Message) error {
+	out := make([]outgoing, len(msgs))
+	for i := range msgs {
+		out[i] = outgoing{exchange: exchange, key: msgs[i].RoutingKey, msg: msgs[i].Publishing}
+	}
+	return p.publish(ctx, out)
+}
+
+// outgoing is one message with its destination.
+type outgoing struct {
+	exchange, key string
+	msg           amqp091.Publishing
+}
+
+func (p *Publisher) publish(ctx context.Context, out []outgoing) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(out) > 0 {
+		n := min(len(out), maxRound)
+		if err := p.round(ctx, out[:n]); err != nil {
+			return err
+		}
+		out = out[n:]
+	}
+	return nil
+}
+
+// round publishes up to maxRound messages and waits for their confirms; p.mu is held.
+func (p *Publisher) round(ctx context.Context, out []outgoing) error {
+	if err := p.alive(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, out[0].exchange, err)
+	}
+	p.drainReturns() // left by an earlier round that timed out
+	// While the broker blocks publishers (resource alarm), a frame write can block past
+	// ctx (NOTES): if ctx ends during the writes, tear the connection down to free them.
+	stop := context.AfterFunc(ctx, func() { _ = p.conn.CloseDeadline(time.Now().Add(time.Second)) })
+	confirms := make([]*amqp091.DeferredConfirmation, 0, len(out))
+	for _, o := range out {
+		m := o.msg
+		if m.DeliveryMode == 0 {
+			m.DeliveryMode = amqp091.Persistent
+		}
+		if m.ContentType == "" {
+			m.ContentType = ContentType
+		}
+		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, o.exchange, o.key, true, false, m)
+		if err != nil {
+			stop()
+			return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, o.exchange, p.cause(err))
+		}
+		confirms = append(confirms, dc)
+	}
+	if !stop() {
+		return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, out[0].exchange, ctx.Err())
+	}
+	nacked := 0
+	for _, dc := range confirms {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: wait for the confirms of %d messages: %v", ports.ErrUnavailable, len(out), err)
+		}
+		if !ok {
+			nacked++
+		}
+	}
+	if nacked > 0 {
+		if err := p.alive(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: broker refused %d of %d messages to exchange %q", ports.ErrUnavailable, nacked, len(out), out[0].exchange)
+	}
+	// A return precedes the confirm of its message, and the client hands it to the
+	// buffered channel before it handles that confirm: all returns of the round are in.
+	if returned := p.drainReturns(); returned > 0 {
+		return fmt.Errorf("%w: %d of %d messages to exchange %q reached no queue", ErrUnroutable, returned, len(out), out[0].exchange)
+	}
+	return nil
+}
+
+func (p *Publisher) drainReturns() (n int) {
+	for {
+		select {
+		case _, ok := <-p.returns:
+			if !ok {
+				return n
+			}
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// alive returns an error wrapping ports.ErrUnavailable once the connection or channel is gone.
+func (p *Publisher) alive() error {
+	select {
+	case <-p.dead:
+		return fmt.Errorf("%w: %v", ports.ErrUnavailable, p.deadErr)
+	default:
+		return nil
+	}
+}
+
+// cause prefers the reason the channel died to the bare "channel/connection is not open".
+func (p *Publisher) cause(err error) error {
+	select {
+	case <-p.dead:
+		return p.deadErr
+	default:
+		return err
+	}
+}
+
+// Close closes the channel and connection and waits for the notification goroutine.
+func (p *Publisher) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		if cerr := p.conn.CloseDeadline(time.Now().Add(5 * time.Second)); cerr != nil && !errors.Is(cerr, amqp091.ErrClosed) {
+			err = fmt.Errorf("close publisher connection: %v", cerr)
+		}
+		if waitBounded(p.watchDone, 5*time.Second) {
+			for range p.returns { // closed with the channel
+			}
+		}
+	})
+	return err
+}
+
+// dial opens a connection bounded by ctx and dialTimeout, named for the management UI.
+// Its errors never contain the URL, which may hold a password.
+func dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, error) {
+	if _, err := url.Parse(rawURL); err != nil {
+		return nil, errors.New("AMQP URL is not a valid URL") // url.Error would echo the password
+	}
+	props := amqp091.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	conn, err := amqp091.DialConfig(rawURL, amqp091.Config{
+		Heartbeat:  heartbeat,
+		Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			d := net.Dialer{Timeout: dialTimeout}
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			deadline := time.Now().Add(dialTimeout)
+			if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+				deadline = dl
+			}
+			// Cleared by the client once the handshake is done.
+			if err := c.SetDeadline(deadline); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			return c, nil
+		},
+	})
+	if err != nil {
+		var ae *amqp091.Error
+		if errors.As(err, &ae) && ae.Code == amqp091.AccessRefused {
+			return nil, fmt.Errorf("%w: connect to %s: %v", errRefused, redactURL(rawURL), err)
+		}
+		return nil, fmt.Errorf("%w: connect to %s: %v", ports.ErrUnavailable, redactURL(rawURL), err)
+	}
+	return conn, nil
+}
+
+// redactURL hides the password of a URL; an unparsable one is hidden whole.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// waitBounded waits for done, at most d: shutdown must never hang on a library goroutine.
+func waitBounded(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

@@ -1,0 +1,236 @@
+package http
+
+import (
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// Route templates of the read API. The OpenAPI document spells them with {braces}.
+const (
+	routeMovement       = "/api/movements/:movement_id"
+	routeMovements      = "/api/movements"
+	routeStock          = "/api/warehouses/:warehouse_id/products/:product_id"
+	routeWarehouseStock = "/api/warehouses/:warehouse_id/products"
+)
+
+// api holds the read API handlers. They parse, call ports.Queries with the request's
+// context, map the result, and return any error to handleError.
+type api struct {
+	q    ports.Queries
+	auth fiber.Handler
+}
+
+func (a api) routes(app *fiber.App) {
+	app.Get(routeMovement, a.auth, a.movement)
+	app.Get(routeMovements, a.auth, a.movements)
+	app.Get(routeStock, a.auth, a.stock)
+	app.Get(routeWarehouseStock, a.auth, a.warehouseStock)
+}
+
+func (a api) movement(c *fiber.Ctx) error {
+	if _, err := readQuery(c); err != nil {
+		return err
+	}
+	id, err := domain.ParseMovementID(c.Params("movement_id"))
+	if err != nil {
+		return err
+	}
+	m, err := a.q.Movement(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(movementOf(m))
+}
+
+func (a api) movements(c *fiber.Ctx) error {
+	query, err := readQuery(c, "warehouse_id", "product_id", "status", "since", "until", "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	var f ports.MovementFilter
+	if v, ok := query["warehouse_id"]; ok {
+		id, err := domain.ParseWarehouseID(v)
+		if err != nil {
+			return err
+		}
+		f.Warehouse = &id
+	}
+	if v, ok := query["product_id"]; ok {
+		id, err := domain.ParseProductID(v)
+		if err != nil {
+			return err
+		}
+		f.Product = &id
+	}
+	if v, ok := query["status"]; ok {
+		if f.Status, err = domain.ParseMovementStatus(v); err != nil {
+			return err
+		}
+	}
+	if v, ok := query["since"]; ok {
+		if f.Since, err = parseTime("since", v); err != nil {
+			return err
+		}
+	}
+	if v, ok := query["until"]; ok {
+		if f.Until, err = parseTime("until", v); err != nil {
+			return err
+		}
+	}
+	if f.Limit, err = parseLimit(query); err != nil {
+		return err
+	}
+	if v, ok := query["cursor"]; ok {
+		cur, err := decodeMovementCursor(v)
+		if err != nil {
+			return err
+		}
+		f.After = &cur
+	}
+	page, err := a.q.Movements(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	out := movementList{Items: make([]movementJSON, 0, len(page.Items))}
+	for _, m := range page.Items {
+		out.Items = append(out.Items, movementOf(m))
+	}
+	if page.Next != nil {
+		next := encodeMovementCursor(*page.Next)
+		out.NextCursor = &next
+	}
+	return c.JSON(out)
+}
+
+func (a api) stock(c *fiber.Ctx) error {
+	if _, err := readQuery(c); err != nil {
+		return err
+	}
+	wh, err := domain.ParseWarehouseID(c.Params("warehouse_id"))
+	if err != nil {
+		return err
+	}
+	p, err := domain.ParseProductID(c.Params("product_id"))
+	if err != nil {
+		return err
+	}
+	s, err := a.q.Stock(c.UserContext(), wh, p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(stockOf(s))
+}
+
+func (a api) warehouseStock(c *fiber.Ctx) error {
+	query, err := readQuery(c, "limit", "cursor")
+	if err != nil {
+		return err
+	}
+	f := ports.StockFilter{}
+	if f.Warehouse, err = domain.ParseWarehouseID(c.Params("warehouse_id")); err != nil {
+		return err
+	}
+	if f.Limit, err = parseLimit(query); err != nil {
+		return err
+	}
+	if v, ok := query["cursor"]; ok {
+		after, err := decodeStockCursor(v)
+		if err != nil {
+			return err
+		}
+		f.After = &after
+	}
+	page, err := a.q.WarehouseStock(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	out := stockList{Items: make([]stockJSON, 0, len(page.Items))}
+	for _, s := range page.Items {
+		out.Items = append(out.Items, stockOf(s))
+	}
+	if page.Next != nil {
+		next := encodeStockCursor(*page.Next)
+		out.NextCursor = &next
+	}
+	return c.JSON(out)
+}
+
+// movementJSON is a movement as SPEC shows it: absent legs and derived values are null.
+type movementJSON struct {
+	MovementID         string   `json:"movement_id"`
+	ProductID          string   `json:"product_id"`
+	Status             string   `json:"status"`
+	Departure          *legJSON `json:"departure"`
+	Arrival            *legJSON `json:"arrival"`
+	ElapsedSeconds     *int64   `json:"elapsed_seconds"`
+	QuantityDifference *int64   `json:"quantity_difference"`
+}
+
+type legJSON struct {
+	WarehouseID string `json:"warehouse_id"`
+	Source      string `json:"source"`
+	Timestamp   string `json:"timestamp"`
+	Quantity    int64  `json:"quantity"`
+}
+
+type stockJSON struct {
+	WarehouseID string `json:"warehouse_id"`
+	ProductID   string `json:"product_id"`
+	Quantity    int64  `json:"quantity"`
+	UpdatedAt   string `json:"updated_at"`
+}
+
+type movementList struct {
+	Items      []movementJSON `json:"items"`
+	NextCursor *string        `json:"next_cursor"`
+}
+
+type stockList struct {
+	Items      []stockJSON `json:"items"`
+	NextCursor *string     `json:"next_cursor"`
+}
+
+func movementOf(m domain.Movement) movementJSON {
+	out := movementJSON{
+		MovementID: m.ID.String(),
+		ProductID:  m.ProductID.String(),
+		Status:     string(m.Status()),
+		Departure:  legOf(m.Departure),
+		Arrival:    legOf(m.Arrival),
+	}
+	if secs, ok := m.ElapsedSeconds(); ok {
+		out.ElapsedSeconds = &secs
+	}
+	if diff, ok := m.QuantityDifference(); ok {
+		out.QuantityDifference = &diff
+	}
+	return out
+}
+
+func legOf(l *domain.Leg) *legJSON {
+	if l == nil {
+		return nil
+	}
+	return &legJSON{
+		WarehouseID: l.WarehouseID.String(),
+		Source:      l.Source,
+		Timestamp:   formatTime(l.Timestamp),
+		Quantity:    l.Quantity,
+	}
+}
+
+func stockOf(s domain.Stock) stockJSON {
+	return stockJSON{
+		WarehouseID: s.WarehouseID.String(),
+		ProductID:   s.ProductID.String(),
+		Quantity:    s.Quantity,
+		UpdatedAt:   formatTime(s.UpdatedAt),
+	}
+}
+
+// formatTime writes UTC RFC 3339 with "Z" and only the fraction digits that matter.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

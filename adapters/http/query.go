@@ -1,0 +1,134 @@
+package http
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"warehouse/domain"
+	"warehouse/ports"
+)
+
+// readQuery returns the query parameters of an /api request, refusing (400) any name
+// not in allowed and any name given twice: a misspelt filter that silently returned
+// everything would be worse than an error.
+func readQuery(c *fiber.Ctx, allowed ...string) (map[string]string, error) {
+	args := c.Context().QueryArgs()
+	if args.Len() == 0 {
+		return nil, nil
+	}
+	query := make(map[string]string, args.Len())
+	var err error
+	args.VisitAll(func(k, v []byte) {
+		if err != nil {
+			return
+		}
+		name := string(k)
+		if !slices.Contains(allowed, name) {
+			err = fmt.Errorf("%w: unknown query parameter %q", domain.ErrInvalid, clip(name))
+			return
+		}
+		if _, dup := query[name]; dup {
+			err = fmt.Errorf("%w: query parameter %q given more than once", domain.ErrInvalid, name)
+			return
+		}
+		query[name] = string(v)
+	})
+	return query, err
+}
+
+// parseLimit reads the optional limit: 1..ports.MaxListLimit, default ports.DefaultListLimit.
+func parseLimit(query map[string]string) (int, error) {
+	v, ok := query["limit"]
+	if !ok {
+		return ports.DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > ports.MaxListLimit {
+		return 0, fmt.Errorf("%w: limit %q is not an integer from 1 to %d", domain.ErrInvalid, clip(v), ports.MaxListLimit)
+	}
+	return n, nil
+}
+
+// parseTime reads an RFC 3339 time. A '+' sent unencoded in a query string arrives as a
+// space, and no valid RFC 3339 time has one, so a space is read back as '+'.
+func parseTime(field, v string) (time.Time, error) {
+	return domain.ParseTimestamp(field, strings.ReplaceAll(v, " ", "+"))
+}
+
+// Cursors are opaque to clients: base64url (unpadded) of a versioned text.
+const (
+	movementCursorPrefix = "m1|" // then RFC 3339 time with nanoseconds, '|', movement id
+	stockCursorPrefix    = "s1|" // then product id
+	maxCursorLen         = 128
+)
+
+func encodeMovementCursor(cur domain.MovementCursor) string {
+	raw := movementCursorPrefix + cur.Time.UTC().Format(time.RFC3339Nano) + "|" + cur.ID.String()
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func decodeMovementCursor(s string) (domain.MovementCursor, error) {
+	raw, ok := decodeCursor(s, movementCursorPrefix)
+	if !ok {
+		return domain.MovementCursor{}, errBadCursor
+	}
+	ts, id, ok := strings.Cut(raw, "|")
+	if !ok {
+		return domain.MovementCursor{}, errBadCursor
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return domain.MovementCursor{}, errBadCursor
+	}
+	mid, err := domain.ParseMovementID(id)
+	if err != nil {
+		return domain.MovementCursor{}, errBadCursor
+	}
+	return domain.MovementCursor{Time: t.UTC(), ID: mid}, nil
+}
+
+func encodeStockCursor(p domain.ProductID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(stockCursorPrefix + p.String()))
+}
+
+func decodeStockCursor(s string) (domain.ProductID, error) {
+	raw, ok := decodeCursor(s, stockCursorPrefix)
+	if !ok {
+		return domain.ProductID{}, errBadCursor
+	}
+	p, err := domain.ParseProductID(raw)
+	if err != nil {
+		return domain.ProductID{}, errBadCursor
+	}
+	return p, nil
+}
+
+var errBadCursor = fmt.Errorf("%w: cursor is malformed; pass next_cursor from the previous page unchanged", domain.ErrInvalid)
+
+// decodeCursor returns the text after prefix, or false when s is not one of our cursors.
+func decodeCursor(s, prefix string) (string, bool) {
+	if len(s) > maxCursorLen {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || !bytes.HasPrefix(raw, []byte(prefix)) {
+		return "", false
+	}
+	return string(raw[len(prefix):]), true
+}
+
+// clip keeps echoed input short in error details.
+func clip(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
+}

@@ -1,0 +1,53 @@
+// Package bootstrap reads the configuration, builds the logger, the metrics registry
+// and the adapters, wires them to the use cases, and runs one subcommand of the
+// warehouse binary with an orderly shutdown. It is the only package that knows every other.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// CommandFunc runs one subcommand with its arguments until ctx is done or the work ends.
+type CommandFunc func(ctx context.Context, args []string, stdout io.Writer) error
+
+// errUsage asks main to print the usage and exit with status 2.
+var errUsage = errors.New("usage")
+
+// ErrUsage reports whether err asks for the usage text.
+func ErrUsage(err error) bool { return errors.Is(err, errUsage) }
+
+// Command returns the subcommand called name.
+func Command(name string) (CommandFunc, bool) {
+	cmd, ok := map[string]CommandFunc{
+		"run":     Run,
+		"serve":   Serve,
+		"consume": Consume,
+		"migrate": Migrate,
+	}[name]
+	return cmd, ok
+}
+
+// Usage is the help text of the binary.
+const Usage = `warehouse: tracks goods moving between warehouses.
+
+Usage:
+  warehouse run                     migrate, then serve the HTTP API and consume events
+  warehouse serve                   the HTTP API only
+  warehouse consume                 the RabbitMQ consumer only (health and metrics on CONSUMER_HTTP_ADDR)
+  warehouse migrate up|down|status  schema migrations (creates the database when missing)
+
+Configuration comes from the environment and from .env; see .env.example.
+`
+
+// setup loads the configuration and builds the logger every subcommand starts with.
+func setup() (Config, *slog.Logger, error) {
+	cfg, err := LoadConfig()
+	if err != nil {
+		return Config{}, nil, err
+	}
+	return cfg, NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel), nil
+}

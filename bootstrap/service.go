@@ -1,0 +1,211 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	amqpadapter "warehouse/adapters/amqp"
+	"warehouse/adapters/cache"
+	httpadapter "warehouse/adapters/http"
+	"warehouse/adapters/postgres"
+	"warehouse/application"
+	"warehouse/migrations"
+	"warehouse/ports"
+)
+
+// roles says what one process does.
+type roles struct {
+	migrate bool // apply migrations (creating the database) before starting
+	api     bool // serve the read API on HTTP_ADDR
+	consume bool // consume events; without api, ops endpoints go on CONSUMER_HTTP_ADDR
+}
+
+// Run is `warehouse run`: migrate, then serve the API and consume in one process.
+func Run(ctx context.Context, args []string, _ io.Writer) error {
+	return runRoles(ctx, args, roles{migrate: true, api: true, consume: true})
+}
+
+// Serve is `warehouse serve`: the HTTP API only.
+func Serve(ctx context.Context, args []string, _ io.Writer) error {
+	return runRoles(ctx, args, roles{api: true})
+}
+
+// Consume is `warehouse consume`: the consumer only, with health and metrics on
+// CONSUMER_HTTP_ADDR.
+func Consume(ctx context.Context, args []string, _ io.Writer) error {
+	return runRoles(ctx, args, roles{consume: true})
+}
+
+func runRoles(ctx context.Context, args []string, r roles) error {
+	if len(args) != 0 {
+		return errUsage
+	}
+	cfg, log, err := setup()
+	if err != nil {
+		return err
+	}
+	return runService(ctx, cfg, log, r, nil)
+}
+
+// runService builds and runs the components of r until ctx is done or one of them fails,
+// then shuts down in order: readiness turns 503, the consumer finishes its batch, the HTTP
+// server drains, the database closes — all within SHUTDOWN_TIMEOUT. When ln is not nil the
+// HTTP server uses it instead of listening on the configured address (tests).
+func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln net.Listener) error {
+	log.InfoContext(ctx, "starting", append([]any{"api", r.api, "consume", r.consume}, cfg.Redacted()...)...)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	db, err := openDatabase(ctx, cfg, r.migrate)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if r.migrate {
+		applied, err := postgres.Migrate(ctx, db, migrations.FS)
+		if err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "schema up to date", "applied", len(applied))
+	}
+	store := postgres.NewStore(db)
+
+	var (
+		queries  ports.Queries = application.NewQueries(store)
+		notifier ports.ChangeNotifier
+	)
+	if r.api && cfg.CacheSize > 0 {
+		cached := cache.NewQueries(queries, cache.Options{Size: cfg.CacheSize, TTL: cfg.CacheTTL}, reg)
+		queries, notifier = cached, cached
+	}
+
+	var consumer *amqpadapter.Consumer
+	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "postgres", Run: store.Ping}}}
+	if r.consume {
+		consumer = amqpadapter.NewConsumer(amqpadapter.ConsumerOptions{
+			URL:             cfg.AMQPURL,
+			Topology:        topologyOf(cfg),
+			Prefetch:        cfg.AMQPPrefetch,
+			BatchSize:       cfg.BatchSize,
+			BatchWait:       cfg.BatchWait,
+			RetryLimit:      cfg.RetryLimit,
+			ShutdownTimeout: cfg.ShutdownTimeout,
+		}, application.NewRecorder(store, notifier), log, reg)
+		ready.ConsumerState = consumer.State
+		ready.RequireConsumer = !r.api
+	}
+
+	httpOpts := httpadapter.Options{
+		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
+		RequestTimeout: cfg.RequestTimeout, APIToken: cfg.APIToken,
+	}
+	var server *httpadapter.Server
+	addr := cfg.HTTPAddr
+	if r.api {
+		server = httpadapter.NewServer(httpOpts, queries, ready, reg, log)
+	} else {
+		server = httpadapter.NewOpsServer(httpOpts, ready, reg, log)
+		addr = cfg.ConsumerHTTPAddr
+	}
+	if ln == nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err })
+		cancel()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
+		if err := server.Serve(ln); err != nil {
+			fail(fmt.Errorf("http server: %w", err))
+		}
+	}()
+	consumerDone := make(chan struct{})
+	if consumer != nil {
+		go func() {
+			defer close(consumerDone)
+			if err := consumer.Run(runCtx); err != nil {
+				fail(fmt.Errorf("consumer: %w", err))
+			}
+		}()
+	} else {
+		close(consumerDone)
+	}
+	stopPprof := startPprof(cfg.PprofAddr, log)
+
+	<-runCtx.Done()
+	log.InfoContext(ctx, "shutting down", "timeout", cfg.ShutdownTimeout)
+	server.SetDraining(true)
+	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancelDeadline()
+	select {
+	case <-consumerDone:
+	case <-deadline.Done():
+		log.WarnContext(ctx, "consumer did not stop before the shutdown deadline")
+	}
+	if err := server.Shutdown(deadline); err != nil {
+		log.WarnContext(ctx, "http shutdown", "err", err)
+	}
+	wg.Wait()
+	stopPprof()
+	log.InfoContext(ctx, "stopped")
+	return firstErr
+}
+
+// topologyOf maps the configuration to the broker topology.
+func topologyOf(cfg Config) amqpadapter.Topology {
+	return amqpadapter.Topology{
+		Exchange:           cfg.AMQPExchange,
+		Queue:              cfg.AMQPQueue,
+		DeadLetterExchange: cfg.AMQPDeadLetterExchange,
+		DeadLetterQueue:    cfg.AMQPDeadLetterQueue,
+		RetryExchange:      cfg.AMQPRetryExchange,
+		RetryDelay:         cfg.RetryDelay,
+		DeliveryLimit:      cfg.AMQPDeliveryLimit,
+	}
+}
+
+// startPprof serves /debug/pprof on addr when it is set (opt-in, meant for 127.0.0.1) and
+// returns a function that stops it.
+func startPprof(addr string, log *slog.Logger) (stop func()) {
+	if addr == "" {
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("pprof server", "err", err)
+		}
+	}()
+	log.Info("pprof listening", "addr", addr)
+	return func() { _ = srv.Close() }
+}
