@@ -37,6 +37,29 @@ func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.Produc
 // index that ends in that order, so a page is an index range scan of limit+1 rows. A
 // warehouse matches either end: the two ends are two index scans merged by a UNION.
 func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.MovementPage, error) {
+	query, qargs := movementsQuery(f)
+	var rows []struct {
+		movementRow `bun:",extend"`
+		MovedAt     bun.NullTime `bun:"moved_at"`
+	}
+	if err := s.db.NewRaw(query, qargs...).Scan(ctx, &rows); err != nil {
+		return ports.MovementPage{}, fmt.Errorf("list movements: %w", translate(err))
+	}
+	page := ports.MovementPage{Items: make([]domain.Movement, 0, min(len(rows), f.Limit))}
+	for i, r := range rows {
+		if i == f.Limit {
+			last := page.Items[len(page.Items)-1]
+			page.Next = &domain.MovementCursor{Time: last.Time(), ID: last.ID}
+			break
+		}
+		page.Items = append(page.Items, r.movementRow.domain())
+	}
+	return page, nil
+}
+
+// movementsQuery builds the list query of f; it asks for one row more than the page
+// to learn whether another page follows.
+func movementsQuery(f ports.MovementFilter) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, a ...any) { conds = append(conds, cond); args = append(args, a...) }
@@ -64,41 +87,19 @@ func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.Mo
 		}
 		return " WHERE " + strings.Join(all, " AND ")
 	}
-	var query string
-	var qargs []any
 	if f.Warehouse == nil {
-		query = `SELECT ` + movementColumns + ` FROM movements` + where() + order
-		qargs = append(append(qargs, args...), limit)
-	} else {
-		w := f.Warehouse.String()
-		query = `SELECT * FROM (
-			(SELECT ` + movementColumns + `, moved_at FROM movements` + where("departure_warehouse_id = ?") + order + `)
-			UNION
-			(SELECT ` + movementColumns + `, moved_at FROM movements` + where("arrival_warehouse_id = ?") + order + `)
-		) u ORDER BY moved_at DESC, movement_id DESC LIMIT ?`
-		qargs = append(qargs, w)
-		qargs = append(qargs, args...)
-		qargs = append(qargs, limit, w)
-		qargs = append(qargs, args...)
-		qargs = append(qargs, limit, limit)
+		return `SELECT ` + movementColumns + ` FROM movements` + where() + order, append(args, limit)
 	}
-	var rows []struct {
-		movementRow `bun:",extend"`
-		MovedAt     bun.NullTime `bun:"moved_at"`
-	}
-	if err := s.db.NewRaw(query, qargs...).Scan(ctx, &rows); err != nil {
-		return ports.MovementPage{}, fmt.Errorf("list movements: %w", translate(err))
-	}
-	page := ports.MovementPage{Items: make([]domain.Movement, 0, min(len(rows), f.Limit))}
-	for i, r := range rows {
-		if i == f.Limit {
-			last := page.Items[len(page.Items)-1]
-			page.Next = &domain.MovementCursor{Time: last.Time(), ID: last.ID}
-			break
-		}
-		page.Items = append(page.Items, r.movementRow.domain())
-	}
-	return page, nil
+	w := f.Warehouse.String()
+	query := `SELECT * FROM (
+		(SELECT ` + movementColumns + `, moved_at FROM movements` + where("departure_warehouse_id = ?") + order + `)
+		UNION
+		(SELECT ` + movementColumns + `, moved_at FROM movements` + where("arrival_warehouse_id = ?") + order + `)
+	) u ORDER BY moved_at DESC, movement_id DESC LIMIT ?`
+	var qargs []any
+	qargs = append(append(append(qargs, w), args...), limit)
+	qargs = append(append(append(qargs, w), args...), limit)
+	return query, append(qargs, limit)
 }
 
 // WarehouseStock lists a warehouse's stock by product id: a range scan of the primary key.
