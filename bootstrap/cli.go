@@ -27,6 +27,7 @@ func Command(name string) (CommandFunc, bool) {
 		"serve":   Serve,
 		"consume": Consume,
 		"migrate": Migrate,
+		"produce": Produce,
 	}[name]
 	return cmd, ok
 }
@@ -39,6 +40,7 @@ Usage:
   warehouse serve                   the HTTP API only
   warehouse consume                 the RabbitMQ consumer only (health and metrics on CONSUMER_HTTP_ADDR)
   warehouse migrate up|down|status  schema migrations (creates the database when missing)
+  warehouse produce [flags]         publish realistic, consistent movements (--help for flags)
 
 Configuration comes from the environment and from .env; see .env.example.
 `

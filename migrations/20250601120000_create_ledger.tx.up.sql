@@ -2,10 +2,9 @@
 -- stock per (warehouse, product). Uniqueness and CHECK constraints are the last line of
 -- defence for the processing rules; the ingest code keeps them from ever firing.
 
--- events: one row per applied movement event. (source, id) is the CloudEvents identity;
--- (movement_id, event) allows one departure and one arrival per movement.
+-- events: one row per applied movement event. (source, id) is the CloudEvents identity and
+-- the primary key; (movement_id, event) allows one departure and one arrival per movement.
 CREATE TABLE events (
-    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     source       text        NOT NULL,
     id           text        NOT NULL,
     movement_id  uuid        NOT NULL,
@@ -17,7 +16,7 @@ CREATE TABLE events (
     event_time   timestamptz,
     attributes   jsonb,
     stored_at    timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT events_identity_key UNIQUE (source, id),
+    CONSTRAINT events_pkey PRIMARY KEY (source, id),
     CONSTRAINT events_movement_event_key UNIQUE (movement_id, event)
 );
 

@@ -76,7 +76,7 @@ func (s *Store) Audit(ctx context.Context) (AuditReport, error) {
 		FULL JOIN (SELECT * FROM events WHERE event = 'departure') d ON d.movement_id = m.movement_id
 		FULL JOIN (SELECT * FROM events WHERE event = 'arrival') a ON a.movement_id = coalesce(m.movement_id, d.movement_id)
 		WHERE m.movement_id IS NULL
-		   OR (d.seq IS NULL AND a.seq IS NULL)
+		   OR (d.movement_id IS NULL AND a.movement_id IS NULL)
 		   OR m.product_id IS DISTINCT FROM coalesce(d.product_id, a.product_id)
 		   OR d.product_id <> a.product_id
 		   OR m.departure_warehouse_id IS DISTINCT FROM d.warehouse_id

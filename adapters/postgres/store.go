@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
@@ -24,24 +26,29 @@ var _ ports.Store = (*Store)(nil)
 // NewStore returns a Store on db, whose schema Migrate has brought up to date.
 func NewStore(db *bun.DB) *Store { return &Store{db: db} }
 
-// errLostRace means another transaction stored an event with the identity of one of ours
-// but of another movement (which our locks do not cover) between our check and our
-// insert. The batch is rolled back and judged again, when the check will see it.
-var errLostRace = errors.New("lost an identity race with a concurrent batch")
+// errLostRace means a concurrent batch committed, between our reads and our writes, an
+// event or movement leg that our judgement did not see: an event with the same identity
+// or (movement, kind), or the other leg of one of our movements. The unique keys and the
+// guarded movement upsert detect it; the batch is rolled back and judged again, and then
+// sees the winner's commit.
+var errLostRace = errors.New("lost a race with a concurrent batch")
 
 // maxRaceRetries bounds the re-runs after errLostRace; each re-run sees the winner's
 // commit, so a second loss needs a new concurrent writer every time.
 const maxRaceRetries = 5
 
-// Apply stores a batch in one transaction. It locks the batch's movement rows, then its
-// stock rows, each in sorted key order (every batch takes its locks in the same global
-// order, so concurrent consumers cannot deadlock), loads what it locked into a
-// domain.Ledger, judges the events in order there, and writes back the stored events and
-// the final state of what changed with set-based statements.
+// Apply stores a batch in one transaction:
+//  1. it reads the batch's movements and already-stored identities (without locks);
+//  2. it locks the batch's stock rows in sorted key order, inserting placeholders for new
+//     keys (every batch locks in the same global order, so consumers cannot deadlock);
+//  3. it judges the events in order in a domain.Ledger holding what it read;
+//  4. it writes back the stored events, the movements they complete and the final stock,
+//     each with one set-based statement, in sorted order.
 //
-// Rows that do not exist yet are locked by inserting placeholders (a locked row is the only
-// thing another transaction waits for); placeholders no stored event needed are deleted
-// before commit, so nobody ever sees them.
+// Stock is serialised by its row locks, which is what "never negative" needs. Movements
+// are optimistic: a concurrent batch touching the same movement is caught by the unique
+// keys of events and by the guarded movement upsert, and the batch is judged again.
+// Placeholders that no stored event needed are deleted before commit; nobody sees them.
 func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -58,11 +65,6 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 	}
 }
 
-type lockedMovement struct {
-	movementRow `bun:",extend"`
-	Inserted    bool `bun:"inserted"`
-}
-
 type lockedStock struct {
 	WarehouseID uuid.UUID `bun:"warehouse_id,type:uuid"`
 	ProductID   uuid.UUID `bun:"product_id,type:uuid"`
@@ -74,25 +76,23 @@ func (s *Store) apply(ctx context.Context, events []domain.Event) ([]error, erro
 	results := make([]error, len(events))
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		ledger := domain.NewLedger()
-		movements, err := lockMovements(ctx, tx, events, ledger)
-		if err != nil {
+		if err := loadMovements(ctx, tx, events, ledger); err != nil {
 			return err
 		}
 		if err := loadIdentities(ctx, tx, events, ledger); err != nil {
 			return err
 		}
-		stock, err := lockStock(ctx, tx, events, ledger)
+		placeholders, err := lockStock(ctx, tx, events, ledger)
 		if err != nil {
 			return err
 		}
-
 		stored := make([]domain.Event, 0, len(events))
 		for i, e := range events {
 			if results[i] = ledger.Apply(e); results[i] == nil {
 				stored = append(stored, e)
 			}
 		}
-		return writeBack(ctx, tx, stored, ledger, movements, stock)
+		return writeBack(ctx, tx, stored, ledger, placeholders)
 	})
 	if err != nil {
 		if errors.Is(err, errLostRace) {
@@ -103,44 +103,26 @@ func (s *Store) apply(ctx context.Context, events []domain.Event) ([]error, erro
 	return results, nil
 }
 
-// lockMovements locks (creating placeholders for) every movement of the batch in sorted
-// order and loads the existing ones into the ledger. It returns the placeholders' ids.
-func lockMovements(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.Ledger) (placeholders map[domain.MovementID]bool, err error) {
-	product := make(map[domain.MovementID]domain.ProductID, len(events))
+// loadMovements loads the batch's stored movements into the ledger.
+func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.Ledger) error {
+	ids := make([]string, 0, len(events))
+	seen := make(map[domain.MovementID]struct{}, len(events))
 	for _, e := range events {
-		if _, ok := product[e.MovementID]; !ok {
-			product[e.MovementID] = e.ProductID
+		if _, ok := seen[e.MovementID]; !ok {
+			seen[e.MovementID] = struct{}{}
+			ids = append(ids, e.MovementID.String())
 		}
 	}
-	ids := make([]domain.MovementID, 0, len(product))
-	for id := range product {
-		ids = append(ids, id)
-	}
-	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
-	mids, pids := make([]string, len(ids)), make([]string, len(ids))
-	for i, id := range ids {
-		mids[i], pids[i] = id.String(), product[id].String()
-	}
-	var rows []lockedMovement
-	// The no-op DO UPDATE locks an existing row (and waits for a concurrent inserter);
-	// WITH ORDINALITY + ORDER BY makes the locks follow the sorted input order.
-	err = tx.NewRaw(`INSERT INTO movements (movement_id, product_id)
-		SELECT m, p FROM unnest(?::uuid[], ?::uuid[]) WITH ORDINALITY AS t(m, p, n) ORDER BY n
-		ON CONFLICT (movement_id) DO UPDATE SET departure_source = movements.departure_source
-		RETURNING `+movementColumns+`, (xmax = 0) AS inserted`,
-		pgdialect.Array(mids), pgdialect.Array(pids)).Scan(ctx, &rows)
+	var rows []movementRow
+	err := tx.NewRaw(`SELECT `+movementColumns+` FROM movements WHERE movement_id = ANY(?::uuid[])`,
+		pgdialect.Array(ids)).Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("lock movements: %w", err)
+		return fmt.Errorf("load movements: %w", err)
 	}
-	placeholders = make(map[domain.MovementID]bool)
 	for _, r := range rows {
-		if r.Inserted {
-			placeholders[domain.MovementID(r.MovementID)] = true
-		} else {
-			l.LoadMovement(r.movementRow.domain())
-		}
+		l.LoadMovement(r.domain())
 	}
-	return placeholders, nil
+	return nil
 }
 
 // loadIdentities loads the identities of the batch that are already stored.
@@ -176,20 +158,14 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.
 			keys = append(keys, e.StockKey())
 		}
 	}
-	slices.SortFunc(keys, func(a, b domain.StockKey) int {
-		switch {
-		case a.Less(b):
-			return -1
-		case b.Less(a):
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(keys, compareKeys)
 	ws, ps := make([]string, len(keys)), make([]string, len(keys))
 	for i, k := range keys {
 		ws[i], ps[i] = k.Warehouse.String(), k.Product.String()
 	}
 	var rows []lockedStock
+	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
+	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
 	err := tx.NewRaw(`INSERT INTO stock (warehouse_id, product_id, quantity)
 		SELECT w, p, 0 FROM unnest(?::uuid[], ?::uuid[]) WITH ORDINALITY AS t(w, p, n) ORDER BY n
 		ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = stock.quantity
@@ -210,67 +186,161 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.
 	return placeholders, nil
 }
 
-// writeBack inserts the stored events and writes the final state of every movement and
-// stock row they changed; then it deletes the placeholders that stayed unused.
-func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger,
-	movePlaceholders map[domain.MovementID]bool, stockPlaceholders map[domain.StockKey]bool,
-) error {
-	if len(stored) > 0 {
-		rows := make([]eventRow, len(stored))
-		for i, e := range stored {
-			rows[i] = newEventRow(e)
-		}
-		res, err := tx.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("insert events: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n != int64(len(rows)) {
-			return errLostRace
-		}
+func compareKeys(a, b domain.StockKey) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
+}
 
-		var mrows []movementRow
-		var srows []stockRow
-		doneM := make(map[domain.MovementID]bool, len(stored))
-		doneS := make(map[domain.StockKey]bool, len(stored))
-		for _, e := range stored {
-			if !doneM[e.MovementID] {
-				doneM[e.MovementID] = true
-				m, _ := l.Movement(e.MovementID)
-				mrows = append(mrows, newMovementRow(m))
-				delete(movePlaceholders, e.MovementID)
-			}
-			if k := e.StockKey(); !doneS[k] {
-				doneS[k] = true
-				q, _ := l.Stock(k)
-				srows = append(srows, stockRow{WarehouseID: uuid.UUID(k.Warehouse), ProductID: uuid.UUID(k.Product), Quantity: q})
-				delete(stockPlaceholders, k)
-			}
+// writeBack inserts the stored events, upserts the movements they touch and writes the
+// final stock; then it deletes the stock placeholders that stayed unused. Rows go in
+// sorted key order, so concurrent batches meet on the unique indexes in the same order.
+func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+	if len(stored) > 0 {
+		if err := insertEvents(ctx, tx, stored); err != nil {
+			return err
 		}
-		if _, err := tx.NewUpdate().Model(&mrows).Bulk().Exec(ctx); err != nil {
-			return fmt.Errorf("update movements: %w", err)
+		if err := upsertMovements(ctx, tx, stored, l); err != nil {
+			return err
 		}
-		if _, err := tx.NewUpdate().Model(&srows).Column("quantity").Set("updated_at = now()").Bulk().Exec(ctx); err != nil {
-			return fmt.Errorf("update stock: %w", err)
+		if err := updateStock(ctx, tx, stored, l, placeholders); err != nil {
+			return err
 		}
 	}
-	if len(movePlaceholders) > 0 {
-		ids := make([]string, 0, len(movePlaceholders))
-		for id := range movePlaceholders {
-			ids = append(ids, id.String())
+	if len(placeholders) == 0 {
+		return nil
+	}
+	ws, ps := make([]string, 0, len(placeholders)), make([]string, 0, len(placeholders))
+	for k := range placeholders {
+		ws, ps = append(ws, k.Warehouse.String()), append(ps, k.Product.String())
+	}
+	if _, err := tx.NewRaw(`DELETE FROM stock s USING unnest(?::uuid[], ?::uuid[]) AS t(w, p)
+		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, pgdialect.Array(ws), pgdialect.Array(ps)).Exec(ctx); err != nil {
+		return fmt.Errorf("drop stock placeholders: %w", err)
+	}
+	return nil
+}
+
+// insertEvents inserts the stored events; one that a concurrent batch committed first
+// (same identity or movement leg) is skipped by ON CONFLICT and reported as a lost race.
+func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
+	sorted := slices.Clone(stored)
+	slices.SortFunc(sorted, func(a, b domain.Event) int {
+		if c := slices.Compare(a.MovementID[:], b.MovementID[:]); c != 0 {
+			return c
 		}
-		if _, err := tx.NewRaw(`DELETE FROM movements WHERE movement_id = ANY(?::uuid[])`, pgdialect.Array(ids)).Exec(ctx); err != nil {
-			return fmt.Errorf("drop movement placeholders: %w", err)
+		return strings.Compare(string(a.Kind), string(b.Kind))
+	})
+	n := len(sorted)
+	src, id, mid, kind, wid, pid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	qty := make([]int64, n)
+	at, etime, attrs := make([]string, n), make([]string, n), make([]string, n)
+	for i, e := range sorted {
+		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, e.MovementID.String(), string(e.Kind)
+		wid[i], pid[i], qty[i], at[i] = e.WarehouseID.String(), e.ProductID.String(), e.Quantity, e.Timestamp.Format(time.RFC3339Nano)
+		if !e.Time.IsZero() {
+			etime[i] = e.Time.Format(time.RFC3339Nano)
+		}
+		attrs[i] = string(e.Attributes)
+	}
+	res, err := tx.NewRaw(`INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
+			quantity, occurred_at, event_time, attributes)
+		SELECT s, i, m, k, w, p, q, t, NULLIF(et, '')::timestamptz, NULLIF(a, '')::jsonb
+		FROM unnest(?::text[], ?::text[], ?::uuid[], ?::text[], ?::uuid[], ?::uuid[],
+			?::bigint[], ?::timestamptz[], ?::text[], ?::text[]) AS u(s, i, m, k, w, p, q, t, et, a)
+		ON CONFLICT DO NOTHING`,
+		pgdialect.Array(src), pgdialect.Array(id), pgdialect.Array(mid), pgdialect.Array(kind),
+		pgdialect.Array(wid), pgdialect.Array(pid), pgdialect.Array(qty), pgdialect.Array(at),
+		pgdialect.Array(etime), pgdialect.Array(attrs)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	if affected, err := res.RowsAffected(); err != nil || affected != int64(n) {
+		return errLostRace
+	}
+	return nil
+}
+
+// upsertMovements writes each touched movement as the ledger now sees it. A row that a
+// concurrent batch created or completed meanwhile is merged leg by leg (each leg was
+// written by exactly one batch: the events' unique keys saw to that); a product that
+// differs from the stored one means a race this batch lost.
+func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger) error {
+	ids := make([]domain.MovementID, 0, len(stored))
+	seen := make(map[domain.MovementID]struct{}, len(stored))
+	for _, e := range stored {
+		if _, ok := seen[e.MovementID]; !ok {
+			seen[e.MovementID] = struct{}{}
+			ids = append(ids, e.MovementID)
 		}
 	}
-	if len(stockPlaceholders) > 0 {
-		ws, ps := make([]string, 0, len(stockPlaceholders)), make([]string, 0, len(stockPlaceholders))
-		for k := range stockPlaceholders {
-			ws, ps = append(ws, k.Warehouse.String()), append(ps, k.Product.String())
+	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
+	n := len(ids)
+	mid, pid := make([]string, n), make([]string, n)
+	dw, ds, dt, aw, as, at := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	dq, aq := make([]int64, n), make([]int64, n)
+	for i, id := range ids {
+		m, _ := l.Movement(id)
+		mid[i], pid[i] = id.String(), m.ProductID.String()
+		if d := m.Departure; d != nil {
+			dw[i], ds[i], dt[i], dq[i] = d.WarehouseID.String(), d.Source, d.Timestamp.Format(time.RFC3339Nano), d.Quantity
 		}
-		if _, err := tx.NewRaw(`DELETE FROM stock s USING unnest(?::uuid[], ?::uuid[]) AS t(w, p)
-			WHERE s.warehouse_id = t.w AND s.product_id = t.p`, pgdialect.Array(ws), pgdialect.Array(ps)).Exec(ctx); err != nil {
-			return fmt.Errorf("drop stock placeholders: %w", err)
+		if a := m.Arrival; a != nil {
+			aw[i], as[i], at[i], aq[i] = a.WarehouseID.String(), a.Source, a.Timestamp.Format(time.RFC3339Nano), a.Quantity
 		}
+	}
+	res, err := tx.NewRaw(`INSERT INTO movements AS m (movement_id, product_id,
+			departure_warehouse_id, departure_source, departure_at, departure_quantity,
+			arrival_warehouse_id, arrival_source, arrival_at, arrival_quantity)
+		SELECT id, p, NULLIF(dw, '')::uuid, NULLIF(ds, ''), NULLIF(dt, '')::timestamptz, NULLIF(dq, 0),
+			NULLIF(aw, '')::uuid, NULLIF(as_, ''), NULLIF(at, '')::timestamptz, NULLIF(aq, 0)
+		FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::bigint[],
+			?::text[], ?::text[], ?::text[], ?::bigint[]) AS u(id, p, dw, ds, dt, dq, aw, as_, at, aq)
+		ON CONFLICT (movement_id) DO UPDATE SET
+			departure_warehouse_id = coalesce(m.departure_warehouse_id, excluded.departure_warehouse_id),
+			departure_source = coalesce(m.departure_source, excluded.departure_source),
+			departure_at = coalesce(m.departure_at, excluded.departure_at),
+			departure_quantity = coalesce(m.departure_quantity, excluded.departure_quantity),
+			arrival_warehouse_id = coalesce(m.arrival_warehouse_id, excluded.arrival_warehouse_id),
+			arrival_source = coalesce(m.arrival_source, excluded.arrival_source),
+			arrival_at = coalesce(m.arrival_at, excluded.arrival_at),
+			arrival_quantity = coalesce(m.arrival_quantity, excluded.arrival_quantity)
+		WHERE m.product_id = excluded.product_id`,
+		pgdialect.Array(mid), pgdialect.Array(pid), pgdialect.Array(dw), pgdialect.Array(ds), pgdialect.Array(dt),
+		pgdialect.Array(dq), pgdialect.Array(aw), pgdialect.Array(as), pgdialect.Array(at), pgdialect.Array(aq)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("upsert movements: %w", err)
+	}
+	if affected, err := res.RowsAffected(); err != nil || affected != int64(n) {
+		return errLostRace
+	}
+	return nil
+}
+
+// updateStock writes the final quantity of every stock row a stored event changed.
+func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+	seen := make(map[domain.StockKey]struct{}, len(stored))
+	var ws, ps []string
+	var qs []int64
+	for _, e := range stored {
+		k := e.StockKey()
+		if _, ok := seen[k]; ok {
+			continue
+		}
+		seen[k] = struct{}{}
+		delete(placeholders, k)
+		q, _ := l.Stock(k)
+		ws, ps, qs = append(ws, k.Warehouse.String()), append(ps, k.Product.String()), append(qs, q)
+	}
+	if _, err := tx.NewRaw(`UPDATE stock s SET quantity = u.q, updated_at = now()
+		FROM unnest(?::uuid[], ?::uuid[], ?::bigint[]) AS u(w, p, q)
+		WHERE s.warehouse_id = u.w AND s.product_id = u.p`,
+		pgdialect.Array(ws), pgdialect.Array(ps), pgdialect.Array(qs)).Exec(ctx); err != nil {
+		return fmt.Errorf("update stock: %w", err)
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ func Store(t *testing.T, newStore func(t *testing.T) ports.Store) {
 		{"never negative inside a batch", testNeverNegativeInBatch},
 		{"duplicates inside one batch", testDuplicatesInBatch},
 		{"concurrent batches on the same stock rows", testConcurrentBatches},
+		{"concurrent events of one movement", testConcurrentMovement},
 		{"cancelled context", testCancelled},
 		{"list movements", testListMovements},
 		{"list warehouse stock", testListStock},
@@ -299,6 +300,79 @@ func testConcurrentBatches(t *testing.T, s ports.Store) {
 		}
 		mustStock(t, s, w, p, want)
 	}
+}
+
+// testConcurrentMovement races rival departures and arrivals of one movement, in
+// separate batches: at most one of each kind may be stored, and both must name one product.
+func testConcurrentMovement(t *testing.T, s ports.Store) {
+	from, to := domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())
+	p1, p2 := domain.ProductID(uuid.New()), domain.ProductID(uuid.New())
+	mustApply(t, s, Supply(from, p1, 1000), Supply(from, p2, 1000))
+	stock := map[domain.StockKey]int64{{Warehouse: from, Product: p1}: 1000, {Warehouse: from, Product: p2}: 1000}
+	for round := range 15 {
+		m := domain.MovementID(uuid.New())
+		rivals := []domain.Event{
+			Event(domain.Departure, m, from, p1, 10, "2025-02-18T12:00:00Z"),
+			Event(domain.Departure, m, from, p1, 11, "2025-02-18T12:00:00Z"),
+			Event(domain.Departure, m, from, p2, 10, "2025-02-18T12:00:00Z"),
+			Event(domain.Arrival, m, to, p1, 10, "2025-02-18T13:00:00Z"),
+			Event(domain.Arrival, m, to, p2, 9, "2025-02-18T13:00:00Z"),
+		}
+		results := make([]error, len(rivals))
+		var wg sync.WaitGroup
+		for i, e := range rivals {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := s.Apply(context.Background(), []domain.Event{e})
+				if err != nil {
+					t.Errorf("round %d event %d: %v", round, i, err)
+					return
+				}
+				results[i] = res[0]
+			}()
+		}
+		wg.Wait()
+		var stored []domain.Event
+		for i, res := range results {
+			switch {
+			case res == nil:
+				stored = append(stored, rivals[i])
+				stock[rivals[i].StockKey()] += rivals[i].Delta()
+			case !errors.Is(res, domain.ErrConflict):
+				t.Errorf("round %d event %d: %v, want stored or conflict", round, i, res)
+			}
+		}
+		kinds := map[domain.EventKind]int{}
+		for _, e := range stored {
+			kinds[e.Kind]++
+			if e.ProductID != stored[0].ProductID {
+				t.Errorf("round %d: stored events name products %s and %s", round, stored[0].ProductID, e.ProductID)
+			}
+		}
+		if len(stored) == 0 || kinds[domain.Departure] > 1 || kinds[domain.Arrival] > 1 {
+			t.Fatalf("round %d: stored %d departures and %d arrivals", round, kinds[domain.Departure], kinds[domain.Arrival])
+		}
+		got := mustMovement(t, s, m)
+		want := domain.Movement{}
+		for _, e := range stored {
+			want = want.Apply(e)
+		}
+		if fmt.Sprint(got.Status(), got.ProductID, legOf(got.Departure), legOf(got.Arrival)) !=
+			fmt.Sprint(want.Status(), want.ProductID, legOf(want.Departure), legOf(want.Arrival)) {
+			t.Errorf("round %d: movement %+v, want %+v", round, got, want)
+		}
+	}
+	for k, q := range stock {
+		mustStock(t, s, k.Warehouse, k.Product, q)
+	}
+}
+
+func legOf(l *domain.Leg) string {
+	if l == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s/%s/%d/%s", l.WarehouseID, l.Source, l.Quantity, l.Timestamp.UTC().Format(time.RFC3339Nano))
 }
 
 func testCancelled(t *testing.T, s ports.Store) {

@@ -1,0 +1,765 @@
+package bootstrap
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	amqpadapter "warehouse/adapters/amqp"
+	"warehouse/application"
+	"warehouse/domain"
+)
+
+// Limits and pacing of `warehouse produce`.
+const (
+	// produceAttempts bounds the publications of one batch: the first and the re-publications
+	// after a nack, a return, a timeout or a lost connection (about 30 s of backoff in all).
+	produceAttempts = 10
+	// produceAttemptTimeout bounds one publication of a batch, confirms included.
+	produceAttemptTimeout = 30 * time.Second
+	// produceGrace is how long a batch in flight may still finish after an interrupt, so
+	// that Ctrl-C reports it confirmed instead of leaving it in doubt.
+	produceGrace = 5 * time.Second
+	// progressEvery is the period of the plain progress lines (when stderr is no terminal).
+	progressEvery = 2 * time.Second
+	// maxStreamSpan bounds the event time a generated stream covers by default: a long
+	// load run squeezes its events closer rather than reaching back years.
+	maxStreamSpan   = 30 * 24 * time.Hour
+	maxProduceBatch = 10000
+)
+
+// Re-publication backoff: doubles from the first wait to the last, then stays.
+const (
+	produceBackoffMin = 200 * time.Millisecond
+	produceBackoffMax = 5 * time.Second
+)
+
+// Produce runs `warehouse produce`: it generates realistic, consistent movement events
+// (or reads recorded ones with --file) and publishes them with publisher confirms, or
+// writes them as JSON lines with --dry-run. See produceUsage for the flags.
+func Produce(ctx context.Context, args []string, stdout io.Writer) error {
+	return produce(ctx, args, stdout, produceEnv{
+		stderr: os.Stderr, tty: isTerminal(os.Stderr),
+		attempts: produceAttempts, backoffMin: produceBackoffMin, backoffMax: produceBackoffMax,
+	})
+}
+
+// produceEnv is what Produce takes from its surroundings, injected by tests: where
+// progress goes, whether it is a terminal, and the re-publication bounds.
+type produceEnv struct {
+	stderr                 io.Writer
+	tty                    bool
+	attempts               int
+	backoffMin, backoffMax time.Duration
+}
+
+const produceUsage = `Usage: warehouse produce [flags]
+
+Generates movements over a network of warehouses (departures never exceed the stock the
+service will hold; arrivals follow departures after 1-6 h; some lose a few units, some
+arrive before their departure is reported) and publishes them to AMQP_EXCHANGE with
+publisher confirms, declaring the service's topology first. --seed and --start repeat a
+run exactly. --dry-run writes the events as JSON lines instead; --file publishes recorded
+JSON lines; --expect writes the stock the service will hold once it has every event.
+
+Flags:
+`
+
+// produceOptions are the parsed flags.
+type produceOptions struct {
+	count                      int
+	countSet                   bool
+	rate                       float64
+	warehouses, products       int
+	seed                       uint64
+	seedSet                    bool
+	loss, duplicates, disorder float64
+	start                      time.Time
+	interval                   time.Duration
+	dryRun                     bool
+	output, file, expect       string
+	exchange                   string
+	batch                      int
+}
+
+func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOptions, error) {
+	var o produceOptions
+	var start string
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), produceUsage)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&o.count, "count", 1000, "events to produce (with --file: at most this many); 0 = until interrupted")
+	fs.Float64Var(&o.rate, "rate", 0, "events per second; 0 = as fast as confirms allow")
+	fs.IntVar(&o.warehouses, "warehouses", 10, "warehouses in the generated network (transfers need 2)")
+	fs.IntVar(&o.products, "products", 50, "products in the generated network")
+	fs.Uint64Var(&o.seed, "seed", 0, "seed of the generator (default: time-based, printed to repeat the run)")
+	fs.Float64Var(&o.loss, "loss", 0.05, "share of transfers that lose a few units in transit")
+	fs.Float64Var(&o.duplicates, "duplicates", 0, "share of events sent twice (same id, or same data under a new id)")
+	fs.Float64Var(&o.disorder, "out-of-order", 0.1, "share of transfers whose arrival is sent before their departure")
+	fs.StringVar(&start, "start", "", "event time of the first event, RFC 3339 (default: so that the stream ends about now)")
+	fs.DurationVar(&o.interval, "interval", 0, "mean event time between events (default: 12m, shorter when --count would span over 30 days)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "write JSON lines to stdout (or --output) instead of publishing")
+	fs.StringVar(&o.output, "output", "", "with --dry-run: the file to write instead of stdout")
+	fs.StringVar(&o.file, "file", "", "publish the events of this JSON-lines file instead of generating")
+	fs.StringVar(&o.expect, "expect", "", "write the expected stock to this file as JSON")
+	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
+	fs.IntVar(&o.batch, "batch", 500, "messages in flight per confirm round")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "seed":
+			o.seedSet = true
+		case "count":
+			o.countSet = true
+		}
+	})
+
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(o.count >= 0, "--count must not be negative")
+	check(o.rate >= 0 && !math.IsInf(o.rate, 0) && !math.IsNaN(o.rate), "--rate must be a non-negative number")
+	check(o.warehouses >= 1, "--warehouses must be at least 1")
+	check(o.products >= 1, "--products must be at least 1")
+	for _, s := range []struct {
+		name string
+		v    float64
+	}{{"--loss", o.loss}, {"--duplicates", o.duplicates}, {"--out-of-order", o.disorder}} {
+		check(s.v >= 0 && s.v <= 1, "%s must be between 0 and 1, got %g", s.name, s.v)
+	}
+	check(o.interval >= 0, "--interval must not be negative")
+	check(o.batch >= 1 && o.batch <= maxProduceBatch, "--batch must be 1..%d, got %d", maxProduceBatch, o.batch)
+	check(o.output == "" || o.dryRun, "--output needs --dry-run")
+	check(o.dryRun || o.exchange != "", "--exchange must not be empty")
+	if start != "" {
+		t, err := domain.ParseTimestamp("--start", start)
+		check(err == nil, "--start %q is not an RFC 3339 time with offset", start)
+		o.start = t
+	}
+	return o, errors.Join(errs...)
+}
+
+// produce is Produce with its surroundings injected.
+func produce(ctx context.Context, args []string, stdout io.Writer, env produceEnv) error {
+	stderr := env.stderr
+	cfg, log, err := setup()
+	if err != nil {
+		return err
+	}
+	o, err := parseProduceFlags(args, cfg, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("component", "produce")
+
+	src, err := o.source(stderr)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+
+	p := &producer{opts: o, cfg: cfg, log: log, src: src, env: env}
+	runErr := p.run(ctx, stdout)
+	if runErr != nil && !p.started {
+		return runErr
+	}
+	state := "done"
+	switch {
+	case ctx.Err() != nil:
+		state = "interrupted"
+	case runErr != nil:
+		state = "failed"
+	}
+	p.summary(stdout, state)
+	if o.expect != "" {
+		if p.settled == p.taken {
+			if err := writeExpected(o.expect, src.expected()); err != nil {
+				return errors.Join(runErr, err)
+			}
+			fmt.Fprintf(stderr, "expected stock written to %s\n", o.expect)
+		} else {
+			fmt.Fprintf(stderr, "expected stock not written: %d events are in doubt\n", p.taken-p.settled)
+		}
+	}
+	if runErr != nil && ctx.Err() != nil {
+		return nil // interrupted: the summary says how far it got
+	}
+	return runErr
+}
+
+// source builds the event source the flags ask for and tells how to repeat the run.
+func (o *produceOptions) source(stderr io.Writer) (eventSource, error) {
+	if o.file != "" {
+		limit := -1
+		if o.countSet && o.count > 0 {
+			limit = o.count
+		}
+		return openFileSource(o.file, limit)
+	}
+	if !o.seedSet {
+		o.seed = uint64(time.Now().UnixNano())
+	}
+	if o.interval == 0 {
+		o.interval = application.DefaultInterval
+		if o.count > 0 && time.Duration(o.count)*o.interval > maxStreamSpan {
+			o.interval = max(maxStreamSpan/time.Duration(o.count), time.Millisecond)
+		}
+	}
+	if o.start.IsZero() {
+		o.start = time.Now().UTC().Add(-time.Duration(o.count) * o.interval).Truncate(time.Second)
+	}
+	fmt.Fprintf(stderr, "seed %d; repeat with --seed %d --start %s --interval %s\n",
+		o.seed, o.seed, o.start.Format(time.RFC3339), o.interval)
+	g := application.NewGenerator(application.GeneratorOptions{
+		Warehouses: o.warehouses, Products: o.products, Seed: o.seed,
+		LossShare: o.loss, DuplicateShare: o.duplicates, OutOfOrderShare: o.disorder,
+		Start: o.start, Interval: o.interval,
+	})
+	return &generatorSource{g: g, limit: o.count}, nil
+}
+
+// eventSource yields the events to send, each with its message body, and the stock the
+// service holds once it has stored every event yielded so far.
+type eventSource interface {
+	// next returns the next event; ok is false at the end.
+	next() (e domain.Event, body []byte, ok bool, err error)
+	// total is the number of events to come in all, or -1 when unknown.
+	total() int64
+	expected() map[domain.StockKey]int64
+	// describe says what the events were, for the summary; "" when there is nothing to add.
+	describe() string
+	close()
+}
+
+// generatorSource yields generated events, encoded with the codec.
+type generatorSource struct {
+	g     *application.Generator
+	limit int // 0 = no end
+	n     int
+}
+
+func (s *generatorSource) next() (domain.Event, []byte, bool, error) {
+	if s.limit > 0 && s.n >= s.limit {
+		return domain.Event{}, nil, false, nil
+	}
+	s.n++
+	e := s.g.Next()
+	return e, amqpadapter.EncodeEvent(e), true, nil
+}
+
+func (s *generatorSource) total() int64 {
+	if s.limit == 0 {
+		return -1
+	}
+	return int64(s.limit)
+}
+
+func (s *generatorSource) expected() map[domain.StockKey]int64 { return s.g.Expected() }
+
+func (s *generatorSource) describe() string {
+	st := s.g.Stats()
+	return fmt.Sprintf("supplies %d, departures %d, arrivals %d (%d before their departure, %d short by %d units in all), duplicates %d",
+		st.Supplies, st.Departures, st.Arrivals, st.OutOfOrder, st.Lossy, st.LostUnits, st.Duplicates)
+}
+
+func (s *generatorSource) close() {}
+
+// fileSource yields the events of a JSON-lines file, one message per non-blank line, sent
+// as written. It judges them with a Ledger as a service starting empty would, in file
+// order, to know the stock to expect.
+type fileSource struct {
+	name    string
+	f       *os.File
+	sc      *bufio.Scanner
+	line    int
+	limit   int // -1 = the whole file
+	n       int
+	count   int64
+	ledger  *domain.Ledger
+	rows    map[domain.StockKey]struct{}
+	refused map[string]int
+}
+
+func openFileSource(name string, limit int) (*fileSource, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	s := &fileSource{
+		name: name, f: f, sc: newLineScanner(f), limit: limit,
+		ledger: domain.NewLedger(), rows: map[domain.StockKey]struct{}{}, refused: map[string]int{},
+	}
+	// A first pass checks every line and counts the events, so that a bad line stops
+	// the run before anything is published and the progress bar knows its end.
+	for limit < 0 || s.count < int64(limit) {
+		_, _, ok, err := s.decodeLine()
+		if err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		s.count++
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	s.sc, s.line = newLineScanner(f), 0
+	return s, nil
+}
+
+func newLineScanner(r io.Reader) *bufio.Scanner {
+	sc := bufio.NewScanner(r)
+	// a message may be MaxMessageSize bytes; leave room for surrounding whitespace
+	sc.Buffer(make([]byte, 64<<10), amqpadapter.MaxMessageSize+4096)
+	return sc
+}
+
+func (s *fileSource) next() (domain.Event, []byte, bool, error) {
+	if s.limit >= 0 && s.n >= s.limit {
+		return domain.Event{}, nil, false, nil
+	}
+	e, body, ok, err := s.decodeLine()
+	if !ok || err != nil {
+		return e, nil, ok, err
+	}
+	s.n++
+	switch err := s.ledger.Apply(e); {
+	case err == nil:
+		s.rows[e.StockKey()] = struct{}{}
+	case errors.Is(err, domain.ErrDuplicate):
+		s.refused["duplicate"]++
+	case errors.Is(err, domain.ErrConflict):
+		s.refused["conflict"]++
+	default:
+		s.refused["insufficient_stock"]++
+	}
+	return e, slices.Clone(body), true, nil
+}
+
+// decodeLine reads up to the next non-blank line and decodes it; body aliases the
+// scanner's buffer until the next call.
+func (s *fileSource) decodeLine() (e domain.Event, body []byte, ok bool, err error) {
+	for s.sc.Scan() {
+		s.line++
+		body := bytes.TrimSpace(s.sc.Bytes())
+		if len(body) == 0 {
+			continue
+		}
+		e, err := amqpadapter.DecodeEvent(body)
+		if err != nil {
+			return domain.Event{}, nil, false, fmt.Errorf("%s line %d: %w", s.name, s.line, err)
+		}
+		return e, body, true, nil
+	}
+	if err := s.sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return domain.Event{}, nil, false, fmt.Errorf("%s line %d: longer than %d bytes", s.name, s.line+1, amqpadapter.MaxMessageSize)
+		}
+		return domain.Event{}, nil, false, fmt.Errorf("read %s: %w", s.name, err)
+	}
+	return domain.Event{}, nil, false, nil
+}
+
+func (s *fileSource) total() int64 { return s.count }
+
+func (s *fileSource) expected() map[domain.StockKey]int64 {
+	out := make(map[domain.StockKey]int64, len(s.rows))
+	for k := range s.rows {
+		out[k], _ = s.ledger.Stock(k)
+	}
+	return out
+}
+
+func (s *fileSource) describe() string {
+	if len(s.refused) == 0 {
+		return "in file order, a service starting empty stores every event"
+	}
+	return fmt.Sprintf("in file order, a service starting empty refuses: duplicate %d, conflict %d, insufficient_stock %d (the expected stock leaves them out)",
+		s.refused["duplicate"], s.refused["conflict"], s.refused["insufficient_stock"])
+}
+
+func (s *fileSource) close() { _ = s.f.Close() }
+
+// producer sends the events of one run. taken counts events drawn from the source,
+// settled those written or confirmed; published and confirmed are also read by the
+// progress reporter.
+type producer struct {
+	opts produceOptions
+	cfg  Config
+	log  *slog.Logger
+	src  eventSource
+	env  produceEnv
+
+	started         bool
+	began           time.Time
+	elapsed         time.Duration
+	taken, settled  int64
+	published       atomic.Int64
+	confirmed       atomic.Int64
+	republished     atomic.Int64
+	pub             *amqpadapter.Publisher
+	progressStopped chan struct{}
+}
+
+func (p *producer) run(ctx context.Context, stdout io.Writer) error {
+	if p.opts.dryRun {
+		return p.write(ctx, stdout)
+	}
+	if err := p.prepareBroker(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if p.pub != nil {
+			_ = p.pub.Close()
+		}
+	}()
+	return p.publish(ctx)
+}
+
+// write is --dry-run: JSON lines to stdout or --output.
+func (p *producer) write(ctx context.Context, stdout io.Writer) (err error) {
+	w := stdout
+	if p.opts.output != "" {
+		f, err := os.Create(p.opts.output)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	p.started, p.began = true, time.Now()
+	// progress only when the lines do not go to the same screen
+	stop := func() {}
+	if p.opts.output != "" {
+		stop = p.startProgress("writing")
+	}
+	defer func() { stop(); p.elapsed = time.Since(p.began) }()
+	for ctx.Err() == nil {
+		_, body, ok, err := p.src.next()
+		if err != nil {
+			_ = bw.Flush()
+			return err
+		}
+		if !ok {
+			break
+		}
+		p.taken++
+		body = append(body, '\n')
+		if _, err := bw.Write(body); err != nil {
+			return err
+		}
+		p.settled++
+		p.published.Add(1)
+		p.confirmed.Add(1)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// prepareBroker declares the service's topology (when publishing to its exchange, so that
+// a fresh broker keeps every message) or checks that the chosen exchange exists, then
+// dials the publisher.
+func (p *producer) prepareBroker(ctx context.Context) error {
+	conn, err := amqp091.DialConfig(p.cfg.AMQPURL, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
+	if err != nil {
+		return fmt.Errorf("connect to RabbitMQ at %s: %w", redactURL(p.cfg.AMQPURL), err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	if p.opts.exchange == p.cfg.AMQPExchange {
+		if err := amqpadapter.Declare(ch, topologyOf(p.cfg)); err != nil {
+			return fmt.Errorf("declare topology: %w", err)
+		}
+	} else if err := ch.ExchangeDeclarePassive(p.opts.exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("exchange %q does not exist (%v): declare it, or run `warehouse run` or `warehouse consume` with AMQP_EXCHANGE=%s first",
+			p.opts.exchange, err, p.opts.exchange)
+	}
+	p.pub, err = amqpadapter.DialPublisher(ctx, p.cfg.AMQPURL, p.log)
+	return err
+}
+
+// publish sends the source's events in batches, in order, each confirmed before the next
+// goes out, so the broker sees the stream in the order the generator made it consistent in.
+func (p *producer) publish(ctx context.Context) error {
+	size := p.opts.batch
+	if p.opts.rate > 0 {
+		size = min(size, max(1, int(p.opts.rate/10))) // about ten batches a second
+	}
+	p.started, p.began = true, time.Now()
+	p.log.InfoContext(ctx, "produce started", "exchange", p.opts.exchange, "count", p.opts.count,
+		"rate", p.opts.rate, "batch", size, "seed", p.opts.seed)
+	stop := p.startProgress("publishing")
+	defer func() { stop(); p.elapsed = time.Since(p.began) }()
+
+	msgs := make([]amqpadapter.Message, 0, size)
+	for done := false; !done; {
+		msgs = msgs[:0]
+		for len(msgs) < size {
+			e, body, ok, err := p.src.next()
+			if err != nil {
+				return err
+			}
+			if !ok {
+				done = true
+				break
+			}
+			msgs = append(msgs, amqpadapter.Message{
+				RoutingKey: "movement." + string(e.Kind),
+				Publishing: amqp091.Publishing{
+					MessageId: e.ID, AppId: "warehouse-produce", Body: body,
+					Timestamp: time.Now().UTC().Truncate(time.Second),
+				},
+			})
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		if p.opts.rate > 0 {
+			// the batch goes out when the events before it have had their time
+			due := p.began.Add(time.Duration(float64(p.taken) / p.opts.rate * float64(time.Second)))
+			if err := sleepUntil(ctx, due); err != nil {
+				return err
+			}
+		}
+		p.taken += int64(len(msgs))
+		p.published.Add(int64(len(msgs)))
+		if err := p.publishBatch(ctx, msgs); err != nil {
+			return err
+		}
+		p.settled += int64(len(msgs))
+		p.confirmed.Add(int64(len(msgs)))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// publishBatch publishes msgs until the broker confirms them all, re-publishing the whole
+// batch after a nack, a return, a timeout or a lost connection (the service drops the
+// copies that got through as duplicates), at most env.attempts times. An interrupt
+// lets the attempt in flight finish for produceGrace, and stops the re-publications.
+func (p *producer) publishBatch(ctx context.Context, msgs []amqpadapter.Message) error {
+	wait := p.env.backoffMin
+	for attempt := 1; ; attempt++ {
+		err := p.attempt(ctx, msgs)
+		if err == nil {
+			return nil
+		}
+		if attempt >= p.env.attempts {
+			return fmt.Errorf("publish batch of %d after %d attempts: %w", len(msgs), attempt, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("publish batch of %d: %w", len(msgs), errors.Join(err, ctx.Err()))
+		}
+		p.log.WarnContext(ctx, "batch republished", "size", len(msgs), "attempt", attempt+1, "err", err)
+		if !errors.Is(err, amqpadapter.ErrUnroutable) && p.pub != nil {
+			_ = p.pub.Close() // a nack or timeout leaves the publisher unusable
+			p.pub = nil
+		}
+		if err := sleepUntil(ctx, time.Now().Add(wait)); err != nil {
+			return err
+		}
+		wait = min(2*wait, p.env.backoffMax)
+		p.republished.Add(int64(len(msgs)))
+	}
+}
+
+func (p *producer) attempt(ctx context.Context, msgs []amqpadapter.Message) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), produceAttemptTimeout)
+	defer cancel()
+	// cancel is idempotent: a grace timer firing after the attempt is harmless
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(produceGrace, cancel) })
+	defer stop()
+	if p.pub == nil {
+		pub, err := amqpadapter.DialPublisher(actx, p.cfg.AMQPURL, p.log)
+		if err != nil {
+			return err
+		}
+		p.pub = pub
+	}
+	return p.pub.PublishBatch(actx, p.opts.exchange, msgs)
+}
+
+// startProgress reports progress on stderr until the returned func is called: a
+// progress bar on a terminal, else a line every progressEvery.
+func (p *producer) startProgress(verb string) (stop func()) {
+	total := p.src.total()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	if p.env.tty {
+		bar := progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.env.stderr),
+			progressbar.OptionSetDescription(verb),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("ev"),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionSetRenderBlankState(true),
+		)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					_ = bar.Set64(p.confirmed.Load())
+					_ = bar.Exit()
+					fmt.Fprintln(p.env.stderr)
+					return
+				case <-t.C:
+					_ = bar.Set64(p.confirmed.Load())
+				}
+			}
+		}()
+	} else {
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(progressEvery)
+			defer t.Stop()
+			last, lastAt := int64(0), time.Now()
+			for {
+				select {
+				case <-done:
+					return
+				case now := <-t.C:
+					c := p.confirmed.Load()
+					rate := float64(c-last) / now.Sub(lastAt).Seconds()
+					last, lastAt = c, now
+					of := ""
+					if total >= 0 {
+						of = fmt.Sprintf("/%d", total)
+					}
+					fmt.Fprintf(p.env.stderr, "%s: published %d%s, confirmed %d, %.0f ev/s\n", verb, p.published.Load(), of, c, rate)
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+}
+
+// summary prints the final lines (state is done, interrupted or failed): to stdout,
+// unless stdout carries the JSON lines.
+func (p *producer) summary(stdout io.Writer, state string) {
+	w := stdout
+	if p.opts.dryRun && p.opts.output == "" {
+		w = p.env.stderr
+	}
+	secs := p.elapsed.Seconds()
+	rate := 0.0
+	if secs > 0 {
+		rate = float64(p.settled) / secs
+	}
+	if p.opts.dryRun {
+		fmt.Fprintf(w, "%s: wrote %d events in %s (%.0f ev/s)\n", state, p.settled, p.elapsed.Round(time.Millisecond), rate)
+	} else {
+		fmt.Fprintf(w, "%s: published %d, confirmed %d, republished %d in %s (%.0f ev/s confirmed)\n", state,
+			p.published.Load(), p.confirmed.Load(), p.republished.Load(), p.elapsed.Round(time.Millisecond), rate)
+	}
+	if d := p.src.describe(); d != "" {
+		fmt.Fprintln(w, d)
+	}
+	p.log.Info("produce finished", "state", state, "published", p.published.Load(), "confirmed", p.confirmed.Load(),
+		"republished", p.republished.Load(), "seconds", secs)
+}
+
+// expectedRow is one row of the --expect file.
+type expectedRow struct {
+	WarehouseID string `json:"warehouse_id"`
+	ProductID   string `json:"product_id"`
+	Quantity    int64  `json:"quantity"`
+}
+
+// writeExpected writes stock as a JSON array sorted by (warehouse_id, product_id).
+func writeExpected(name string, stock map[domain.StockKey]int64) error {
+	keys := slices.SortedFunc(maps.Keys(stock), func(a, b domain.StockKey) int {
+		switch {
+		case a.Less(b):
+			return -1
+		case b.Less(a):
+			return 1
+		}
+		return 0
+	})
+	rows := make([]expectedRow, len(keys))
+	for i, k := range keys {
+		rows[i] = expectedRow{WarehouseID: k.Warehouse.String(), ProductID: k.Product.String(), Quantity: stock[k]}
+	}
+	b, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(name, append(b, '\n'), 0o644)
+}
+
+// sleepUntil waits until t or until ctx is done, whichever comes first.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// isTerminal reports whether f is a terminal, where a progress bar can redraw itself.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
