@@ -78,7 +78,7 @@ func (l *Ledger) Apply(e Event) error {
 			if m.ProductID == e.ProductID && leg.same(e) {
 				return fmt.Errorf("%w: movement %s already has this %s", ErrDuplicate, e.MovementID, e.Kind)
 			}
-			return fmt.Errorf("%w: movement %s already has a %s with other data", ErrConflict, e.MovementID, e.Kind)
+			return fmt.Errorf("%w: movement %s already has %s with other data", ErrConflict, e.MovementID, e.Kind.article())
 		}
 		if m.ProductID != e.ProductID {
 			return fmt.Errorf("%w: movement %s is of product %s, this %s names %s",
@@ -108,4 +108,12 @@ func (m Movement) leg(k EventKind) *Leg {
 // same reports whether e carries this leg's data (the product is compared by the caller).
 func (g *Leg) same(e Event) bool {
 	return g.WarehouseID == e.WarehouseID && g.Timestamp.Equal(e.Timestamp) && g.Quantity == e.Quantity
+}
+
+// article names the kind with its indefinite article, for messages.
+func (k EventKind) article() string {
+	if k == Arrival {
+		return "an arrival"
+	}
+	return "a departure"
 }
