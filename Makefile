@@ -3,7 +3,10 @@ GO      ?= go
 BIN     ?= bin/warehouse
 PKGS    ?= ./...
 
-.PHONY: run build test test-short vet fmt
+LINT_VERSION ?= v2.15.0
+LINT    ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+
+.PHONY: run build test test-short test-faults vet fmt lint
 
 build:
 	$(GO) build -o $(BIN) ./cmd/warehouse
@@ -26,3 +29,9 @@ vet:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## lint: golangci-lint (pinned LINT_VERSION, installed on first use) with .golangci.yml
+lint:
+	@$(LINT) version 2>/dev/null | grep -q "version $(LINT_VERSION:v%=%) " || \
+		GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
+	$(LINT) run --allow-parallel-runners ./...

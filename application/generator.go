@@ -288,8 +288,8 @@ func (g *Generator) emitPending(p *pendingEvent) domain.Event {
 // emit records e's effect on the stock the service will hold and returns it.
 func (g *Generator) emit(e domain.Event) domain.Event {
 	k := e.StockKey()
-	switch {
-	case e.Kind == domain.Departure:
+	switch e.Kind {
+	case domain.Departure:
 		g.stats.Departures++
 		g.expected[k] -= e.Quantity // available already went down when it was decided
 	default:

@@ -47,8 +47,8 @@ const (
 
 // Re-publication backoff: doubles from the first wait to the last, then stays.
 const (
-	produceBackoffMin = 200 * time.Millisecond
-	produceBackoffMax = 5 * time.Second
+	produceBackoffFirst = 200 * time.Millisecond
+	produceBackoffLast  = 5 * time.Second
 )
 
 // Produce runs `warehouse produce`: it generates realistic, consistent movement events
@@ -57,7 +57,7 @@ const (
 func Produce(ctx context.Context, args []string, stdout io.Writer) error {
 	return produce(ctx, args, stdout, produceEnv{
 		stderr: os.Stderr, tty: isTerminal(os.Stderr),
-		attempts: produceAttempts, backoffMin: produceBackoffMin, backoffMax: produceBackoffMax,
+		attempts: produceAttempts, backoffMin: produceBackoffFirst, backoffMax: produceBackoffLast,
 	})
 }
 
@@ -424,15 +424,14 @@ type producer struct {
 	src  eventSource
 	env  produceEnv
 
-	started         bool
-	began           time.Time
-	elapsed         time.Duration
-	taken, settled  int64
-	published       atomic.Int64
-	confirmed       atomic.Int64
-	republished     atomic.Int64
-	pub             *amqpadapter.Publisher
-	progressStopped chan struct{}
+	started        bool
+	began          time.Time
+	elapsed        time.Duration
+	taken, settled int64
+	published      atomic.Int64
+	confirmed      atomic.Int64
+	republished    atomic.Int64
+	pub            *amqpadapter.Publisher
 }
 
 func (p *producer) run(ctx context.Context, stdout io.Writer) error {

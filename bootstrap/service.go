@@ -119,7 +119,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		addr = cfg.ConsumerHTTPAddr
 	}
 	if ln == nil {
-		if ln, err = net.Listen("tcp", addr); err != nil {
+		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", addr); err != nil {
 			return fmt.Errorf("listen on %s: %w", addr, err)
 		}
 	}

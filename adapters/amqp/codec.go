@@ -624,7 +624,7 @@ func validAttrName(k []byte) bool {
 		return false
 	}
 	for _, c := range k {
-		if !(c >= 'a' && c <= 'z' || isDigit(c)) {
+		if (c < 'a' || c > 'z') && !isDigit(c) {
 			return false
 		}
 	}

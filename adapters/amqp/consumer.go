@@ -262,14 +262,14 @@ func (s *session) watch(connClose, chClose chan *amqp091.Error, cancels chan str
 				s.lose(errors.New("connection closed"))
 				continue
 			}
-			s.lose(fmt.Errorf("connection closed: %v", e))
+			s.lose(fmt.Errorf("connection closed: %w", e))
 		case e, ok := <-chClose:
 			if !ok {
 				chClose = nil
 				s.lose(errors.New("channel closed"))
 				continue
 			}
-			s.lose(fmt.Errorf("channel closed: %v", e))
+			s.lose(fmt.Errorf("channel closed: %w", e))
 		case tag, ok := <-cancels:
 			if !ok {
 				cancels = nil

@@ -9,8 +9,8 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// NoExpiry, passed as store.WithExpiration(NoExpiry), keeps an entry until it is evicted
-// or deleted.
+// NoExpiry is the expiration that keeps an entry until it is evicted or deleted: pass it
+// as store.WithExpiration(NoExpiry).
 const NoExpiry time.Duration = -1
 
 // lruStoreType is what LRUStore.GetType reports.

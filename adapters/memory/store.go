@@ -119,8 +119,7 @@ func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.Mo
 }
 
 func matches(m domain.Movement, f ports.MovementFilter) bool {
-	if f.Warehouse != nil && !(m.Departure != nil && m.Departure.WarehouseID == *f.Warehouse) &&
-		!(m.Arrival != nil && m.Arrival.WarehouseID == *f.Warehouse) {
+	if f.Warehouse != nil && !atWarehouse(m.Departure, *f.Warehouse) && !atWarehouse(m.Arrival, *f.Warehouse) {
 		return false
 	}
 	if f.Product != nil && m.ProductID != *f.Product {
@@ -135,6 +134,8 @@ func matches(m domain.Movement, f ports.MovementFilter) bool {
 	}
 	return f.After == nil || f.After.Before(m)
 }
+
+func atWarehouse(l *domain.Leg, w domain.WarehouseID) bool { return l != nil && l.WarehouseID == w }
 
 // WarehouseStock lists a warehouse's stock by product id.
 func (s *Store) WarehouseStock(ctx context.Context, f ports.StockFilter) (ports.StockPage, error) {

@@ -52,7 +52,7 @@ func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.Mo
 			page.Next = &domain.MovementCursor{Time: last.Time(), ID: last.ID}
 			break
 		}
-		page.Items = append(page.Items, r.movementRow.domain())
+		page.Items = append(page.Items, r.domain())
 	}
 	return page, nil
 }

@@ -9,35 +9,6 @@ import (
 	"warehouse/domain"
 )
 
-// eventRow is a row of events.
-type eventRow struct {
-	bun.BaseModel `bun:"table:events"`
-
-	Source      string     `bun:"source"`
-	ID          string     `bun:"id"`
-	MovementID  uuid.UUID  `bun:"movement_id,type:uuid"`
-	Event       string     `bun:"event"`
-	WarehouseID uuid.UUID  `bun:"warehouse_id,type:uuid"`
-	ProductID   uuid.UUID  `bun:"product_id,type:uuid"`
-	Quantity    int64      `bun:"quantity"`
-	OccurredAt  time.Time  `bun:"occurred_at"`
-	EventTime   *time.Time `bun:"event_time"`
-	Attributes  []byte     `bun:"attributes,type:jsonb,nullzero"`
-}
-
-func newEventRow(e domain.Event) eventRow {
-	r := eventRow{
-		Source: e.Source, ID: e.ID, MovementID: uuid.UUID(e.MovementID), Event: string(e.Kind),
-		WarehouseID: uuid.UUID(e.WarehouseID), ProductID: uuid.UUID(e.ProductID),
-		Quantity: e.Quantity, OccurredAt: e.Timestamp, Attributes: e.Attributes,
-	}
-	if !e.Time.IsZero() {
-		t := e.Time
-		r.EventTime = &t
-	}
-	return r
-}
-
 // movementRow is a row of movements; the leg columns are NULL until that leg is seen.
 type movementRow struct {
 	bun.BaseModel `bun:"table:movements"`
@@ -74,19 +45,6 @@ func (r movementRow) domain() domain.Movement {
 		}
 	}
 	return m
-}
-
-func newMovementRow(m domain.Movement) movementRow {
-	r := movementRow{MovementID: uuid.UUID(m.ID), ProductID: uuid.UUID(m.ProductID)}
-	if d := m.Departure; d != nil {
-		w, src, at, q := uuid.UUID(d.WarehouseID), d.Source, d.Timestamp, d.Quantity
-		r.DepartureWarehouseID, r.DepartureSource, r.DepartureAt, r.DepartureQuantity = &w, &src, &at, &q
-	}
-	if a := m.Arrival; a != nil {
-		w, src, at, q := uuid.UUID(a.WarehouseID), a.Source, a.Timestamp, a.Quantity
-		r.ArrivalWarehouseID, r.ArrivalSource, r.ArrivalAt, r.ArrivalQuantity = &w, &src, &at, &q
-	}
-	return r
 }
 
 // stockRow is a row of stock.
