@@ -4,7 +4,7 @@ BIN     ?= bin/warehouse
 PKGS    ?= ./...
 
 LINT_VERSION ?= v2.15.0
-LINT    ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
+GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 
 .PHONY: run build test test-short test-faults vet fmt lint
 
@@ -32,6 +32,6 @@ fmt:
 
 ## lint: golangci-lint (pinned LINT_VERSION, installed on first use) with .golangci.yml
 lint:
-	@$(LINT) version 2>/dev/null | grep -q "version $(LINT_VERSION:v%=%) " || \
+	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(LINT_VERSION:v%=%) " || \
 		GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
-	$(LINT) run --allow-parallel-runners ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
