@@ -6,7 +6,7 @@ PKGS    ?= ./...
 LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: run build test test-short test-faults vet fmt lint
+.PHONY: run build test test-short test-faults vet fmt lint docker
 
 build:
 	$(GO) build -o $(BIN) ./cmd/warehouse
@@ -35,3 +35,7 @@ lint:
 	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(LINT_VERSION:v%=%) " || \
 		GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+
+## docker: the container image (needs a Docker engine)
+docker:
+	docker build -t warehouse:local .

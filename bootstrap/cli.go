@@ -23,11 +23,13 @@ func ErrUsage(err error) bool { return errors.Is(err, errUsage) }
 // Command returns the subcommand called name.
 func Command(name string) (CommandFunc, bool) {
 	cmd, ok := map[string]CommandFunc{
-		"run":     Run,
-		"serve":   Serve,
-		"consume": Consume,
-		"migrate": Migrate,
-		"produce": Produce,
+		"run":          Run,
+		"serve":        Serve,
+		"consume":      Consume,
+		"migrate":      Migrate,
+		"produce":      Produce,
+		"dead-letters": DeadLetters,
+		"audit":        Audit,
 	}[name]
 	return cmd, ok
 }
@@ -41,6 +43,8 @@ Usage:
   warehouse consume                 the RabbitMQ consumer only (health and metrics on CONSUMER_HTTP_ADDR)
   warehouse migrate up|down|status  schema migrations (creates the database when missing)
   warehouse produce [flags]         publish realistic, consistent movements (--help for flags)
+  warehouse dead-letters list|replay  inspect dead letters; send chosen ones back (--help for flags)
+  warehouse audit [--json]          recompute stock and movements from the events; exit 1 on any mismatch
 
 Configuration comes from the environment and from .env; see .env.example.
 `

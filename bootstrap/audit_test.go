@@ -1,0 +1,91 @@
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"warehouse/adapters/postgres"
+	"warehouse/adapters/postgres/pgtest"
+	"warehouse/domain"
+	"warehouse/ports/portstest"
+)
+
+// mustAuditLedger gives the test a fresh migrated database as DATABASE_URL, holding a
+// supplied warehouse and one completed movement, and returns the sample and the database.
+func mustAuditLedger(t *testing.T) (portstest.Sample, *postgres.Store) {
+	t.Helper()
+	dbURL := pgtest.MustDatabase(t)
+	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("LOG_LEVEL", "warn")
+	store := postgres.NewStore(pgtest.MustOpen(t, dbURL))
+	x := portstest.NewSample()
+	results, err := store.Apply(context.Background(), []domain.Event{portstest.Supply(x.From, x.Product, 150), x.Departure, x.Arrival})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range results {
+		if r != nil {
+			t.Fatalf("event %d: %v", i, r)
+		}
+	}
+	return x, store
+}
+
+func TestAuditSoundLedger(t *testing.T) {
+	mustAuditLedger(t)
+	var out bytes.Buffer
+	if err := Audit(context.Background(), nil, &out); err != nil {
+		t.Fatalf("Audit = %v, want nil on a sound ledger\n%s", err, out.String())
+	}
+	for _, want := range []string{"events               3", "stock rows           2", "total quantity       148", "OK"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestAuditDetectsCorruptedStock(t *testing.T) {
+	x, store := mustAuditLedger(t)
+	if _, err := store.DB().ExecContext(context.Background(),
+		"UPDATE stock SET quantity = quantity + 5 WHERE warehouse_id = ? AND product_id = ?", x.To.String(), x.Product.String()); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	err := Audit(context.Background(), nil, &out)
+	if !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("Audit = %v, want ErrAuditFailed\n%s", err, out.String())
+	}
+	want := "warehouse " + x.To.String() + " product " + x.Product.String() + ": stored 103, events add up to 98"
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "FAILED") {
+		t.Errorf("report lacks %q and FAILED:\n%s", want, out.String())
+	}
+
+	out.Reset()
+	err = Audit(context.Background(), []string{"--json"}, &out)
+	if !errors.Is(err, ErrAuditFailed) {
+		t.Fatalf("Audit --json = %v, want ErrAuditFailed", err)
+	}
+	var got auditJSON
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("--json output %q: %v", out.String(), err)
+	}
+	if got.Sound || len(got.StockMismatches) != 1 || got.Events != 3 {
+		t.Fatalf("--json report = %+v, want one stock mismatch", got)
+	}
+	m := got.StockMismatches[0]
+	if m.WarehouseID != x.To.String() || m.ProductID != x.Product.String() || m.Stored == nil || *m.Stored != 103 ||
+		m.Computed == nil || *m.Computed != 98 {
+		t.Errorf("mismatch = %+v, want stored 103, computed 98 at %s", m, x.To)
+	}
+}
+
+func TestAuditRejectsArguments(t *testing.T) {
+	if err := Audit(context.Background(), []string{"now"}, &bytes.Buffer{}); err == nil {
+		t.Fatal("Audit with an argument = nil, want an error")
+	}
+}
