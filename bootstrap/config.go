@@ -31,6 +31,11 @@ type Config struct {
 	AMQPPrefetch      int    `envconfig:"AMQP_PREFETCH" default:"2000"`
 	AMQPDeliveryLimit int    `envconfig:"AMQP_DELIVERY_LIMIT" default:"20"`
 
+	// ConsumerWorkers is how many consumers (each with its own channel and database
+	// transaction) one process runs on the queue: while one batch commits, the next is
+	// judged, so the database's cores and the network round trips overlap.
+	ConsumerWorkers int `envconfig:"CONSUMER_WORKERS" default:"1"`
+
 	BatchSize  int           `envconfig:"BATCH_SIZE" default:"1000"`
 	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
 	RetryDelay time.Duration `envconfig:"RETRY_DELAY" default:"5s"`
@@ -84,6 +89,7 @@ func (c Config) validate() error {
 	}
 	check(c.LogFormat == "json" || c.LogFormat == "text", "LOG_FORMAT must be json or text, got %q", c.LogFormat)
 	check(c.BatchSize >= 1 && c.BatchSize <= 10000, "BATCH_SIZE must be 1..10000, got %d", c.BatchSize)
+	check(c.ConsumerWorkers >= 1 && c.ConsumerWorkers <= 32, "CONSUMER_WORKERS must be 1..32, got %d", c.ConsumerWorkers)
 	check(c.AMQPPrefetch >= c.BatchSize, "AMQP_PREFETCH (%d) must be at least BATCH_SIZE (%d)", c.AMQPPrefetch, c.BatchSize)
 	check(c.AMQPPrefetch <= 65535, "AMQP_PREFETCH must be at most 65535, got %d", c.AMQPPrefetch)
 	check(c.BatchWait > 0, "BATCH_WAIT must be positive")
@@ -107,7 +113,7 @@ func (c Config) Redacted() []any {
 	return []any{
 		"database_url", redactURL(c.DatabaseURL), "amqp_url", redactURL(c.AMQPURL),
 		"amqp_queue", c.AMQPQueue, "amqp_prefetch", c.AMQPPrefetch,
-		"batch_size", c.BatchSize, "batch_wait", c.BatchWait,
+		"consumer_workers", c.ConsumerWorkers, "batch_size", c.BatchSize, "batch_wait", c.BatchWait,
 		"retry_delay", c.RetryDelay, "retry_limit", c.RetryLimit,
 		"http_addr", c.HTTPAddr, "consumer_http_addr", c.ConsumerHTTPAddr,
 		"cache_size", c.CacheSize, "cache_ttl", c.CacheTTL,

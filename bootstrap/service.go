@@ -90,19 +90,22 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		queries, notifier = cached, cached
 	}
 
-	var consumer *amqpadapter.Consumer
+	var consumers []*amqpadapter.Consumer
 	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "postgres", Run: store.Ping}}}
 	if r.consume {
-		consumer = amqpadapter.NewConsumer(amqpadapter.ConsumerOptions{
-			URL:             cfg.AMQPURL,
-			Topology:        topologyOf(cfg),
-			Prefetch:        cfg.AMQPPrefetch,
-			BatchSize:       cfg.BatchSize,
-			BatchWait:       cfg.BatchWait,
-			RetryLimit:      cfg.RetryLimit,
-			ShutdownTimeout: cfg.ShutdownTimeout,
-		}, application.NewRecorder(store, notifier), log, reg)
-		ready.ConsumerState = consumer.State
+		recorder := application.NewRecorder(store, notifier)
+		for range cfg.ConsumerWorkers {
+			consumers = append(consumers, amqpadapter.NewConsumer(amqpadapter.ConsumerOptions{
+				URL:             cfg.AMQPURL,
+				Topology:        topologyOf(cfg),
+				Prefetch:        cfg.AMQPPrefetch,
+				BatchSize:       cfg.BatchSize,
+				BatchWait:       cfg.BatchWait,
+				RetryLimit:      cfg.RetryLimit,
+				ShutdownTimeout: cfg.ShutdownTimeout,
+			}, recorder, log, reg))
+		}
+		ready.ConsumerState = func() string { return worstState(consumers) }
 		ready.RequireConsumer = !r.api
 	}
 
@@ -144,16 +147,17 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		}
 	}()
 	consumerDone := make(chan struct{})
-	if consumer != nil {
+	var consumersWG sync.WaitGroup
+	for _, c := range consumers {
+		consumersWG.Add(1)
 		go func() {
-			defer close(consumerDone)
-			if err := consumer.Run(runCtx); err != nil {
+			defer consumersWG.Done()
+			if err := c.Run(runCtx); err != nil {
 				fail(fmt.Errorf("consumer: %w", err))
 			}
 		}()
-	} else {
-		close(consumerDone)
 	}
+	go func() { consumersWG.Wait(); close(consumerDone) }()
 	stopPprof := startPprof(cfg.PprofAddr, log)
 
 	<-runCtx.Done()
@@ -173,6 +177,21 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 	stopPprof()
 	log.InfoContext(ctx, "stopped")
 	return firstErr
+}
+
+// worstState reports the least healthy state of the consumers: one reconnecting worker
+// makes the process reconnecting, one holding a batch makes it paused.
+func worstState(consumers []*amqpadapter.Consumer) string {
+	state := amqpadapter.StateConnected
+	for _, c := range consumers {
+		switch s := c.State(); s {
+		case amqpadapter.StateReconnecting:
+			return s
+		case amqpadapter.StatePaused:
+			state = s
+		}
+	}
+	return state
 }
 
 // topologyOf maps the configuration to the broker topology.

@@ -38,7 +38,7 @@ var errLostRace = errors.New("lost a race with a concurrent batch")
 const maxRaceRetries = 5
 
 // Apply stores a batch in one transaction:
-//  1. it reads the batch's movements and already-stored identities (without locks);
+//  1. it reads the batch's movements (without locks);
 //  2. it locks the batch's stock rows in sorted key order, inserting placeholders for new
 //     keys (every batch locks in the same global order, so consumers cannot deadlock);
 //  3. it judges the events in order in a domain.Ledger holding what it read;
@@ -54,7 +54,9 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 		return nil, nil
 	}
 	for attempt := 0; ; attempt++ {
-		results, err := s.apply(ctx, events)
+		// The first attempt looks identities up only for events it would refuse; a
+		// re-run after a lost race looks them all up (see judge).
+		results, err := s.apply(ctx, events, attempt > 0)
 		if errors.Is(err, errLostRace) && attempt < maxRaceRetries {
 			continue
 		}
@@ -72,26 +74,46 @@ type lockedStock struct {
 	Inserted    bool      `bun:"inserted"`
 }
 
-func (s *Store) apply(ctx context.Context, events []domain.Event) ([]error, error) {
-	results := make([]error, len(events))
+func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities bool) ([]error, error) {
+	var results []error
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		ledger := domain.NewLedger()
-		if err := loadMovements(ctx, tx, events, ledger); err != nil {
-			return err
-		}
-		if err := loadIdentities(ctx, tx, events, ledger); err != nil {
-			return err
-		}
-		placeholders, err := lockStock(ctx, tx, events, ledger)
+		movements, err := loadMovements(ctx, tx, events)
 		if err != nil {
 			return err
 		}
-		stored := make([]domain.Event, 0, len(events))
-		for i, e := range events {
-			if results[i] = ledger.Apply(e); results[i] == nil {
-				stored = append(stored, e)
+		var identities []domain.Identity
+		if allIdentities {
+			if identities, err = loadIdentities(ctx, tx, events); err != nil {
+				return err
 			}
 		}
+		stock, placeholders, err := lockStock(ctx, tx, events)
+		if err != nil {
+			return err
+		}
+		ledger, res, stored := judge(events, movements, identities, stock)
+		if !allIdentities {
+			// An event whose (source, id) is already stored is a duplicate whatever its
+			// data. Without the identity, a redelivery of a stored event is still judged
+			// a duplicate by its movement leg, and an unseen identity clash on an event
+			// judged storable fails the insert (a lost race: the re-run looks all
+			// identities up). Only refused events need the check, and there are few.
+			var refused []domain.Event
+			for i, r := range res {
+				if r != nil && !errors.Is(r, domain.ErrDuplicate) {
+					refused = append(refused, events[i])
+				}
+			}
+			if len(refused) > 0 {
+				if identities, err = loadIdentities(ctx, tx, refused); err != nil {
+					return err
+				}
+				if len(identities) > 0 {
+					ledger, res, stored = judge(events, movements, identities, stock)
+				}
+			}
+		}
+		results = res
 		return writeBack(ctx, tx, stored, ledger, placeholders)
 	})
 	if err != nil {
@@ -103,8 +125,33 @@ func (s *Store) apply(ctx context.Context, events []domain.Event) ([]error, erro
 	return results, nil
 }
 
-// loadMovements loads the batch's stored movements into the ledger.
-func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.Ledger) error {
+// judge applies events in order to a ledger holding what the transaction read, and
+// returns the ledger, one result per event, and the events stored.
+func judge(events []domain.Event, movements []domain.Movement, identities []domain.Identity,
+	stock map[domain.StockKey]int64,
+) (*domain.Ledger, []error, []domain.Event) {
+	l := domain.NewLedger()
+	for _, m := range movements {
+		l.LoadMovement(m)
+	}
+	for _, id := range identities {
+		l.LoadIdentity(id)
+	}
+	for k, q := range stock {
+		l.LoadStock(k, q)
+	}
+	results := make([]error, len(events))
+	stored := make([]domain.Event, 0, len(events))
+	for i, e := range events {
+		if results[i] = l.Apply(e); results[i] == nil {
+			stored = append(stored, e)
+		}
+	}
+	return l, results, stored
+}
+
+// loadMovements reads the batch's stored movements.
+func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Movement, error) {
 	ids := make([]string, 0, len(events))
 	seen := make(map[domain.MovementID]struct{}, len(events))
 	for _, e := range events {
@@ -117,16 +164,17 @@ func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event, l *dom
 	err := tx.NewRaw(`SELECT `+movementColumns+` FROM movements WHERE movement_id = ANY(?::uuid[])`,
 		pgdialect.Array(ids)).Scan(ctx, &rows)
 	if err != nil {
-		return fmt.Errorf("load movements: %w", err)
+		return nil, fmt.Errorf("load movements: %w", err)
 	}
-	for _, r := range rows {
-		l.LoadMovement(r.domain())
+	movements := make([]domain.Movement, len(rows))
+	for i, r := range rows {
+		movements[i] = r.domain()
 	}
-	return nil
+	return movements, nil
 }
 
-// loadIdentities loads the identities of the batch that are already stored.
-func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.Ledger) error {
+// loadIdentities returns the identities of events that are already stored.
+func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Identity, error) {
 	sources, ids := make([]string, len(events)), make([]string, len(events))
 	for i, e := range events {
 		sources[i], ids[i] = e.Source, e.ID
@@ -135,21 +183,24 @@ func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event, l *do
 		Source string `bun:"source"`
 		ID     string `bun:"id"`
 	}
-	err := tx.NewRaw(`SELECT e.source, e.id FROM events e
-		JOIN unnest(?::text[], ?::text[]) AS t(source, id) ON e.source = t.source AND e.id = t.id`,
+	// LATERAL keeps the plan a primary-key lookup per event even while the planner's
+	// statistics still think the table is small.
+	err := tx.NewRaw(`SELECT e.source, e.id FROM unnest(?::text[], ?::text[]) AS t(source, id)
+		CROSS JOIN LATERAL (SELECT source, id FROM events WHERE source = t.source AND id = t.id) e`,
 		pgdialect.Array(sources), pgdialect.Array(ids)).Scan(ctx, &found)
 	if err != nil {
-		return fmt.Errorf("load identities: %w", err)
+		return nil, fmt.Errorf("load identities: %w", err)
 	}
-	for _, f := range found {
-		l.LoadIdentity(domain.Identity{Source: f.Source, ID: f.ID})
+	stored := make([]domain.Identity, len(found))
+	for i, f := range found {
+		stored[i] = domain.Identity{Source: f.Source, ID: f.ID}
 	}
-	return nil
+	return stored, nil
 }
 
 // lockStock locks (creating placeholders for) every stock row of the batch in sorted
-// order and loads the quantities into the ledger. It returns the placeholders' keys.
-func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.Ledger) (map[domain.StockKey]bool, error) {
+// order. It returns the quantities of the rows that existed and the placeholders' keys.
+func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantities map[domain.StockKey]int64, placeholders map[domain.StockKey]bool, err error) {
 	keys := make([]domain.StockKey, 0, len(events))
 	seen := make(map[domain.StockKey]struct{}, len(events))
 	for _, e := range events {
@@ -166,24 +217,25 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event, l *domain.
 	var rows []lockedStock
 	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
 	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
-	err := tx.NewRaw(`INSERT INTO stock (warehouse_id, product_id, quantity)
+	err = tx.NewRaw(`INSERT INTO stock (warehouse_id, product_id, quantity)
 		SELECT w, p, 0 FROM unnest(?::uuid[], ?::uuid[]) WITH ORDINALITY AS t(w, p, n) ORDER BY n
 		ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = stock.quantity
 		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted`,
 		pgdialect.Array(ws), pgdialect.Array(ps)).Scan(ctx, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("lock stock: %w", err)
+		return nil, nil, fmt.Errorf("lock stock: %w", err)
 	}
-	placeholders := make(map[domain.StockKey]bool)
+	quantities = make(map[domain.StockKey]int64, len(rows))
+	placeholders = make(map[domain.StockKey]bool)
 	for _, r := range rows {
 		k := domain.StockKey{Warehouse: domain.WarehouseID(r.WarehouseID), Product: domain.ProductID(r.ProductID)}
 		if r.Inserted {
 			placeholders[k] = true
 		} else {
-			l.LoadStock(k, r.Quantity)
+			quantities[k] = r.Quantity
 		}
 	}
-	return placeholders, nil
+	return quantities, placeholders, nil
 }
 
 func compareKeys(a, b domain.StockKey) int {

@@ -28,6 +28,7 @@ func Store(t *testing.T, newStore func(t *testing.T) ports.Store) {
 		{"same event three times", testSameEventThrice},
 		{"identical re-send under a new id", testIdenticalResend},
 		{"conflicting re-send", testConflictingResend},
+		{"a stored identity is a duplicate whatever its data", testIdentityWins},
 		{"arrival before departure", testArrivalFirst},
 		{"product mismatch", testProductMismatch},
 		{"insufficient stock", testInsufficientStock},
@@ -169,6 +170,23 @@ func testConflictingResend(t *testing.T, s ports.Store) {
 	if m := mustMovement(t, s, x.Movement); m.Arrival.Quantity != 98 {
 		t.Errorf("arrival quantity = %d, want the first one (98)", m.Arrival.Quantity)
 	}
+}
+
+func testIdentityWins(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustApply(t, s, Supply(x.From, x.Product, 100))
+	mustResults(t, mustApply(t, s, x.Arrival), nil)
+	sameLeg := x.Arrival
+	sameLeg.Quantity = 1 // other data on the same leg: a conflict under a new identity
+	otherMovement := x.Arrival
+	otherMovement.MovementID = domain.MovementID(uuid.New()) // would be storable
+	starved := x.Arrival
+	starved.MovementID, starved.Kind, starved.Quantity = domain.MovementID(uuid.New()), domain.Departure, 1_000_000
+	mustResults(t, mustApply(t, s, sameLeg), domain.ErrDuplicate)
+	mustResults(t, mustApply(t, s, otherMovement), domain.ErrDuplicate)
+	mustResults(t, mustApply(t, s, starved), domain.ErrDuplicate)
+	mustResults(t, mustApply(t, s, otherMovement, sameLeg, Renewed(otherMovement)), domain.ErrDuplicate, domain.ErrDuplicate, nil)
+	mustStock(t, s, x.To, x.Product, 98+98)
 }
 
 func testArrivalFirst(t *testing.T, s ports.Store) {
