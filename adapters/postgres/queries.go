@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"strings"
 
 	"github.com/google/uuid"
@@ -12,10 +13,21 @@ import (
 	"warehouse/ports"
 )
 
+// Point reads bypass Bun's formatting: they go to pgx with their arguments and the
+// cache-statement mode, so each connection prepares them once and then only binds and
+// executes — the hot path of the API when the cache misses.
+const (
+	movementQuery = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = $1`
+	stockQuery    = `SELECT quantity, updated_at FROM stock WHERE warehouse_id = $1 AND product_id = $2`
+)
+
 // Movement returns one movement.
 func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error) {
 	var r movementRow
-	err := s.db.NewRaw(`SELECT `+movementColumns+` FROM movements WHERE movement_id = ?`, uuid.UUID(id).String()).Scan(ctx, &r)
+	err := s.db.DB.QueryRowContext(ctx, movementQuery, pgx.QueryExecModeCacheStatement, uuid.UUID(id)).Scan(
+		&r.MovementID, &r.ProductID,
+		&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
+		&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity)
 	if err != nil {
 		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, translate(err))
 	}
@@ -24,13 +36,14 @@ func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Move
 
 // Stock returns one stock row.
 func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
-	var r stockRow
-	err := s.db.NewRaw(`SELECT warehouse_id, product_id, quantity, updated_at FROM stock
-		WHERE warehouse_id = ? AND product_id = ?`, w.String(), p.String()).Scan(ctx, &r)
+	st := domain.Stock{WarehouseID: w, ProductID: p}
+	err := s.db.DB.QueryRowContext(ctx, stockQuery, pgx.QueryExecModeCacheStatement, uuid.UUID(w), uuid.UUID(p)).
+		Scan(&st.Quantity, &st.UpdatedAt)
 	if err != nil {
 		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, translate(err))
 	}
-	return r.domain(), nil
+	st.UpdatedAt = st.UpdatedAt.UTC()
+	return st, nil
 }
 
 // Movements lists movements newest first by (moved_at, movement_id). Each filter has an
