@@ -2,15 +2,16 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"warehouse/domain"
 	"warehouse/ports"
@@ -65,13 +66,6 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 		}
 		return results, nil
 	}
-}
-
-type lockedStock struct {
-	WarehouseID uuid.UUID `bun:"warehouse_id,type:uuid"`
-	ProductID   uuid.UUID `bun:"product_id,type:uuid"`
-	Quantity    int64     `bun:"quantity"`
-	Inserted    bool      `bun:"inserted"`
 }
 
 func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities bool) ([]error, error) {
@@ -152,23 +146,31 @@ func judge(events []domain.Event, movements []domain.Movement, identities []doma
 
 // loadMovements reads the batch's stored movements.
 func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Movement, error) {
-	ids := make([]string, 0, len(events))
+	ids := make([]uuid.UUID, 0, len(events))
 	seen := make(map[domain.MovementID]struct{}, len(events))
 	for _, e := range events {
 		if _, ok := seen[e.MovementID]; !ok {
 			seen[e.MovementID] = struct{}{}
-			ids = append(ids, e.MovementID.String())
+			ids = append(ids, uuid.UUID(e.MovementID))
 		}
 	}
-	var rows []movementRow
-	err := tx.NewRaw(`SELECT `+movementColumns+` FROM movements WHERE movement_id = ANY(?::uuid[])`,
-		pgdialect.Array(ids)).Scan(ctx, &rows)
+	rows, err := query(ctx, tx, `SELECT `+movementColumns+` FROM movements WHERE movement_id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load movements: %w", err)
 	}
-	movements := make([]domain.Movement, len(rows))
-	for i, r := range rows {
-		movements[i] = r.domain()
+	defer rows.Close()
+	var movements []domain.Movement
+	for rows.Next() {
+		var r movementRow
+		if err := rows.Scan(&r.MovementID, &r.ProductID,
+			&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
+			&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity); err != nil {
+			return nil, fmt.Errorf("load movements: %w", err)
+		}
+		movements = append(movements, r.domain())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load movements: %w", err)
 	}
 	return movements, nil
 }
@@ -179,21 +181,25 @@ func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event) ([]do
 	for i, e := range events {
 		sources[i], ids[i] = e.Source, e.ID
 	}
-	var found []struct {
-		Source string `bun:"source"`
-		ID     string `bun:"id"`
-	}
 	// LATERAL keeps the plan a primary-key lookup per event even while the planner's
 	// statistics still think the table is small.
-	err := tx.NewRaw(`SELECT e.source, e.id FROM unnest(?::text[], ?::text[]) AS t(source, id)
+	rows, err := query(ctx, tx, `SELECT e.source, e.id FROM unnest($1::text[], $2::text[]) AS t(source, id)
 		CROSS JOIN LATERAL (SELECT source, id FROM events WHERE source = t.source AND id = t.id) e`,
-		pgdialect.Array(sources), pgdialect.Array(ids)).Scan(ctx, &found)
+		sources, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load identities: %w", err)
 	}
-	stored := make([]domain.Identity, len(found))
-	for i, f := range found {
-		stored[i] = domain.Identity{Source: f.Source, ID: f.ID}
+	defer rows.Close()
+	var stored []domain.Identity
+	for rows.Next() {
+		var id domain.Identity
+		if err := rows.Scan(&id.Source, &id.ID); err != nil {
+			return nil, fmt.Errorf("load identities: %w", err)
+		}
+		stored = append(stored, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load identities: %w", err)
 	}
 	return stored, nil
 }
@@ -210,30 +216,40 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantitie
 		}
 	}
 	slices.SortFunc(keys, compareKeys)
-	ws, ps := make([]string, len(keys)), make([]string, len(keys))
+	ws, ps := make([]uuid.UUID, len(keys)), make([]uuid.UUID, len(keys))
 	for i, k := range keys {
-		ws[i], ps[i] = k.Warehouse.String(), k.Product.String()
+		ws[i], ps[i] = uuid.UUID(k.Warehouse), uuid.UUID(k.Product)
 	}
-	var rows []lockedStock
 	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
 	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
-	err = tx.NewRaw(`INSERT INTO stock (warehouse_id, product_id, quantity)
-		SELECT w, p, 0 FROM unnest(?::uuid[], ?::uuid[]) WITH ORDINALITY AS t(w, p, n) ORDER BY n
+	rows, err := query(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
+		SELECT w, p, 0 FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS t(w, p, n) ORDER BY n
 		ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = stock.quantity
-		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted`,
-		pgdialect.Array(ws), pgdialect.Array(ps)).Scan(ctx, &rows)
+		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted`, ws, ps)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lock stock: %w", err)
 	}
-	quantities = make(map[domain.StockKey]int64, len(rows))
+	defer rows.Close()
+	quantities = make(map[domain.StockKey]int64, len(keys))
 	placeholders = make(map[domain.StockKey]bool)
-	for _, r := range rows {
-		k := domain.StockKey{Warehouse: domain.WarehouseID(r.WarehouseID), Product: domain.ProductID(r.ProductID)}
-		if r.Inserted {
+	for rows.Next() {
+		var (
+			w, p     uuid.UUID
+			q        int64
+			inserted bool
+		)
+		if err := rows.Scan(&w, &p, &q, &inserted); err != nil {
+			return nil, nil, fmt.Errorf("lock stock: %w", err)
+		}
+		k := domain.StockKey{Warehouse: domain.WarehouseID(w), Product: domain.ProductID(p)}
+		if inserted {
 			placeholders[k] = true
 		} else {
-			quantities[k] = r.Quantity
+			quantities[k] = q
 		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("lock stock: %w", err)
 	}
 	return quantities, placeholders, nil
 }
@@ -266,12 +282,12 @@ func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.
 	if len(placeholders) == 0 {
 		return nil
 	}
-	ws, ps := make([]string, 0, len(placeholders)), make([]string, 0, len(placeholders))
+	ws, ps := make([]uuid.UUID, 0, len(placeholders)), make([]uuid.UUID, 0, len(placeholders))
 	for k := range placeholders {
-		ws, ps = append(ws, k.Warehouse.String()), append(ps, k.Product.String())
+		ws, ps = append(ws, uuid.UUID(k.Warehouse)), append(ps, uuid.UUID(k.Product))
 	}
-	if _, err := tx.NewRaw(`DELETE FROM stock s USING unnest(?::uuid[], ?::uuid[]) AS t(w, p)
-		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, pgdialect.Array(ws), pgdialect.Array(ps)).Exec(ctx); err != nil {
+	if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
+		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps); err != nil {
 		return fmt.Errorf("drop stock placeholders: %w", err)
 	}
 	return nil
@@ -288,26 +304,25 @@ func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 		return strings.Compare(string(a.Kind), string(b.Kind))
 	})
 	n := len(sorted)
-	src, id, mid, kind, wid, pid := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	src, id, kind, attrs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	mid, wid, pid := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	qty := make([]int64, n)
-	at, etime, attrs := make([]string, n), make([]string, n), make([]string, n)
+	at, etime := make([]time.Time, n), make([]*time.Time, n)
 	for i, e := range sorted {
-		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, e.MovementID.String(), string(e.Kind)
-		wid[i], pid[i], qty[i], at[i] = e.WarehouseID.String(), e.ProductID.String(), e.Quantity, e.Timestamp.Format(time.RFC3339Nano)
+		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, uuid.UUID(e.MovementID), string(e.Kind)
+		wid[i], pid[i], qty[i], at[i] = uuid.UUID(e.WarehouseID), uuid.UUID(e.ProductID), e.Quantity, e.Timestamp
 		if !e.Time.IsZero() {
-			etime[i] = e.Time.Format(time.RFC3339Nano)
+			etime[i] = &sorted[i].Time
 		}
 		attrs[i] = string(e.Attributes)
 	}
-	res, err := tx.NewRaw(`INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
+	res, err := exec(ctx, tx, `INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
 			quantity, occurred_at, event_time, attributes)
-		SELECT s, i, m, k, w, p, q, t, NULLIF(et, '')::timestamptz, NULLIF(a, '')::jsonb
-		FROM unnest(?::text[], ?::text[], ?::uuid[], ?::text[], ?::uuid[], ?::uuid[],
-			?::bigint[], ?::timestamptz[], ?::text[], ?::text[]) AS u(s, i, m, k, w, p, q, t, et, a)
+		SELECT s, i, m, k, w, p, q, t, et, NULLIF(a, '')::jsonb
+		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::uuid[],
+			$7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[]) AS u(s, i, m, k, w, p, q, t, et, a)
 		ON CONFLICT DO NOTHING`,
-		pgdialect.Array(src), pgdialect.Array(id), pgdialect.Array(mid), pgdialect.Array(kind),
-		pgdialect.Array(wid), pgdialect.Array(pid), pgdialect.Array(qty), pgdialect.Array(at),
-		pgdialect.Array(etime), pgdialect.Array(attrs)).Exec(ctx)
+		src, id, mid, kind, wid, pid, qty, at, etime, attrs)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
@@ -332,26 +347,21 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 	}
 	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
 	n := len(ids)
-	mid, pid := make([]string, n), make([]string, n)
-	dw, ds, dt, aw, as, at := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	dq, aq := make([]int64, n), make([]int64, n)
+	mid, pid := make([]uuid.UUID, n), make([]uuid.UUID, n)
+	var d, a legColumns
+	d.make(n)
+	a.make(n)
 	for i, id := range ids {
 		m, _ := l.Movement(id)
-		mid[i], pid[i] = id.String(), m.ProductID.String()
-		if d := m.Departure; d != nil {
-			dw[i], ds[i], dt[i], dq[i] = d.WarehouseID.String(), d.Source, d.Timestamp.Format(time.RFC3339Nano), d.Quantity
-		}
-		if a := m.Arrival; a != nil {
-			aw[i], as[i], at[i], aq[i] = a.WarehouseID.String(), a.Source, a.Timestamp.Format(time.RFC3339Nano), a.Quantity
-		}
+		mid[i], pid[i] = uuid.UUID(id), uuid.UUID(m.ProductID)
+		d.set(i, m.Departure)
+		a.set(i, m.Arrival)
 	}
-	res, err := tx.NewRaw(`INSERT INTO movements AS m (movement_id, product_id,
+	res, err := exec(ctx, tx, `INSERT INTO movements AS m (movement_id, product_id,
 			departure_warehouse_id, departure_source, departure_at, departure_quantity,
 			arrival_warehouse_id, arrival_source, arrival_at, arrival_quantity)
-		SELECT id, p, NULLIF(dw, '')::uuid, NULLIF(ds, ''), NULLIF(dt, '')::timestamptz, NULLIF(dq, 0),
-			NULLIF(aw, '')::uuid, NULLIF(as_, ''), NULLIF(at, '')::timestamptz, NULLIF(aq, 0)
-		FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::bigint[],
-			?::text[], ?::text[], ?::text[], ?::bigint[]) AS u(id, p, dw, ds, dt, dq, aw, as_, at, aq)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::bigint[],
+			$7::uuid[], $8::text[], $9::timestamptz[], $10::bigint[])
 		ON CONFLICT (movement_id) DO UPDATE SET
 			departure_warehouse_id = coalesce(m.departure_warehouse_id, excluded.departure_warehouse_id),
 			departure_source = coalesce(m.departure_source, excluded.departure_source),
@@ -362,8 +372,7 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 			arrival_at = coalesce(m.arrival_at, excluded.arrival_at),
 			arrival_quantity = coalesce(m.arrival_quantity, excluded.arrival_quantity)
 		WHERE m.product_id = excluded.product_id`,
-		pgdialect.Array(mid), pgdialect.Array(pid), pgdialect.Array(dw), pgdialect.Array(ds), pgdialect.Array(dt),
-		pgdialect.Array(dq), pgdialect.Array(aw), pgdialect.Array(as), pgdialect.Array(at), pgdialect.Array(aq)).Exec(ctx)
+		mid, pid, d.warehouse, d.source, d.at, d.quantity, a.warehouse, a.source, a.at, a.quantity)
 	if err != nil {
 		return fmt.Errorf("upsert movements: %w", err)
 	}
@@ -376,7 +385,7 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 // updateStock writes the final quantity of every stock row a stored event changed.
 func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
 	seen := make(map[domain.StockKey]struct{}, len(stored))
-	var ws, ps []string
+	var ws, ps []uuid.UUID
 	var qs []int64
 	for _, e := range stored {
 		k := e.StockKey()
@@ -386,13 +395,45 @@ func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domai
 		seen[k] = struct{}{}
 		delete(placeholders, k)
 		q, _ := l.Stock(k)
-		ws, ps, qs = append(ws, k.Warehouse.String()), append(ps, k.Product.String()), append(qs, q)
+		ws, ps, qs = append(ws, uuid.UUID(k.Warehouse)), append(ps, uuid.UUID(k.Product)), append(qs, q)
 	}
-	if _, err := tx.NewRaw(`UPDATE stock s SET quantity = u.q, updated_at = now()
-		FROM unnest(?::uuid[], ?::uuid[], ?::bigint[]) AS u(w, p, q)
-		WHERE s.warehouse_id = u.w AND s.product_id = u.p`,
-		pgdialect.Array(ws), pgdialect.Array(ps), pgdialect.Array(qs)).Exec(ctx); err != nil {
+	if _, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, updated_at = now()
+		FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS u(w, p, q)
+		WHERE s.warehouse_id = u.w AND s.product_id = u.p`, ws, ps, qs); err != nil {
 		return fmt.Errorf("update stock: %w", err)
 	}
 	return nil
+}
+
+// legColumns holds one leg of many movements as parallel arrays for unnest; a leg not
+// seen yet is NULL in every column.
+type legColumns struct {
+	warehouse []*uuid.UUID
+	source    []*string
+	at        []*time.Time
+	quantity  []*int64
+}
+
+func (c *legColumns) make(n int) {
+	c.warehouse, c.source, c.at, c.quantity = make([]*uuid.UUID, n), make([]*string, n), make([]*time.Time, n), make([]*int64, n)
+}
+
+func (c *legColumns) set(i int, l *domain.Leg) {
+	if l == nil {
+		return
+	}
+	w := uuid.UUID(l.WarehouseID)
+	c.warehouse[i], c.source[i], c.at[i], c.quantity[i] = &w, &l.Source, &l.Timestamp, &l.Quantity
+}
+
+// The write path sends its arrays to pgx as arguments in cache-statement mode rather than
+// through Bun, which would format thousands of array elements into SQL text for the server
+// to parse again: each statement is prepared once per connection and its arrays travel
+// in binary.
+func exec(ctx context.Context, tx bun.Tx, query string, args ...any) (sql.Result, error) {
+	return tx.Tx.ExecContext(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+}
+
+func query(ctx context.Context, tx bun.Tx, query string, args ...any) (*sql.Rows, error) {
+	return tx.Tx.QueryContext(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
 }
