@@ -6,7 +6,7 @@ PKGS    ?= ./...
 LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: run build test test-short test-faults vet fmt lint docker
+.PHONY: run build test test-short test-faults vet fmt lint docker bench bench-smoke
 
 build:
 	$(GO) build -o $(BIN) ./cmd/warehouse
@@ -39,3 +39,11 @@ lint:
 ## docker: the container image (needs a Docker engine)
 docker:
 	docker build -t warehouse:local .
+
+## bench: the benchmark of docs/benchmarks (about 5 minutes; needs a quiet machine)
+bench: build
+	./$(BIN) bench
+
+## bench-smoke: the benchmark at toy sizes, to check that it works
+bench-smoke: build
+	./$(BIN) bench --smoke

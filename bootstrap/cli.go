@@ -30,6 +30,7 @@ func Command(name string) (CommandFunc, bool) {
 		"produce":      Produce,
 		"dead-letters": DeadLetters,
 		"audit":        Audit,
+		"bench":        Bench,
 	}[name]
 	return cmd, ok
 }
@@ -45,6 +46,7 @@ Usage:
   warehouse produce [flags]         publish realistic, consistent movements (--help for flags)
   warehouse dead-letters list|replay  inspect dead letters; send chosen ones back (--help for flags)
   warehouse audit [--json]          recompute stock and movements from the events; exit 1 on any mismatch
+  warehouse bench [--smoke]         measure the service against this machine's own ceilings (--help for flags)
 
 Configuration comes from the environment and from .env; see .env.example.
 `

@@ -1,0 +1,277 @@
+// Package bench is the project's benchmark (`warehouse bench`, `make bench`). It runs the
+// service under test as child processes of the warehouse binary (`consume`, `serve`) and,
+// in the same run on the same machine, the ceilings each figure is judged against: a bare
+// consumer, a bare publisher and consumer pipeline, a bare Fiber handler and raw pgx point
+// reads. It prints a table and writes the same figures as JSON, Markdown and SVG charts.
+//
+// It is a driver like bootstrap: it may import adapters and application, and only
+// bootstrap imports it. Every database, queue and exchange it creates has a name of its
+// own run and is removed at the end; it only ever talks to the addresses it is given
+// (127.0.0.1 by default) and to the children it starts.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	amqpadapter "warehouse/adapters/amqp"
+)
+
+// Defaults of `warehouse bench` and the sizes of --smoke.
+const (
+	DefaultEvents        = 100_000
+	DefaultReadsDuration = 15 * time.Second
+	DefaultConnections   = 64
+	DefaultOutDir        = "docs/benchmarks"
+
+	SmokeEvents        = 2_000
+	SmokeReadsDuration = 2 * time.Second
+)
+
+// Bounds of every wait, so that a broken service fails the run instead of hanging it.
+const (
+	// ingestTimeout bounds one drain or pipeline phase (its figure is then reported as
+	// incomplete); smokeIngestTimeout the same under --smoke.
+	ingestTimeout      = 90 * time.Second
+	smokeIngestTimeout = 60 * time.Second
+	// readyTimeout bounds a child's start until /readyz answers 200.
+	readyTimeout = 30 * time.Second
+	// stopTimeout bounds a child's graceful stop after SIGTERM before it is killed.
+	stopTimeout = 20 * time.Second
+	// cleanupTimeout bounds dropping the databases and deleting the queues.
+	cleanupTimeout = 30 * time.Second
+	// confirmStall bounds the wait for the next publisher confirm.
+	confirmStall = 30 * time.Second
+	// primeTimeout bounds the pass that loads every key into the cache.
+	primeTimeout = 90 * time.Second
+
+	// sampleEvery is the period of the chart's samples and of the progress polls;
+	// pollEvery the period of the polls once the end is predicted within endGame (so the
+	// end of a phase is known to pollEvery, at a few scrapes per second).
+	sampleEvery = 250 * time.Millisecond
+	pollEvery   = 50 * time.Millisecond
+	endGame     = time.Second
+)
+
+// Shape of the generated stream: a fixed seed, so that every run measures the same events.
+const (
+	genWarehouses = 50
+	genProducts   = 400
+	genSeed       = 20250601
+	genLoss       = 0.05
+	genDisorder   = 0.1
+	// genSpan is the event time the stream covers (as `warehouse produce` squeezes long runs).
+	genSpan = 30 * 24 * time.Hour
+	// retryDelay and deliveryLimit are the service's defaults, given to the children and
+	// to the queues the benchmark declares, so that both declare the same arguments.
+	retryDelay    = 5 * time.Second
+	deliveryLimit = 20
+	// publishWindow is the bare publisher's confirms in flight; the project's Publisher
+	// pipelines rounds of about as many.
+	publishWindow = 1024
+)
+
+// Options configures a run. Zero fields take the defaults above; BatchSize, BatchWait,
+// Prefetch and DBMaxConns apply to the service and to the bare consumer alike.
+type Options struct {
+	// Binary is the warehouse binary run as the service under test (`consume`, `serve`).
+	Binary string
+	// DatabaseURL names the PostgreSQL server and credentials; the database in it is not
+	// used: every phase gets a database of its own, created and dropped by the run.
+	DatabaseURL string
+	// AMQPURL is the broker, vhost included.
+	AMQPURL string
+
+	Events        int
+	ReadsDuration time.Duration
+	Connections   int
+	OutDir        string
+	// Smoke runs tiny sizes (SmokeEvents, SmokeReadsDuration unless set) to keep the code
+	// working; its figures mean nothing.
+	Smoke bool
+	// ProfileDir, when set, receives CPU and heap profiles of the service children
+	// (through PPROF_ADDR on a local port). Profiling costs a few per cent of CPU.
+	ProfileDir string
+
+	BatchSize  int
+	BatchWait  time.Duration
+	Prefetch   int
+	DBMaxConns int
+
+	// Log receives progress; nil discards it.
+	Log *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Events <= 0 {
+		o.Events = DefaultEvents
+		if o.Smoke {
+			o.Events = SmokeEvents
+		}
+	}
+	if o.ReadsDuration <= 0 {
+		o.ReadsDuration = DefaultReadsDuration
+		if o.Smoke {
+			o.ReadsDuration = SmokeReadsDuration
+		}
+	}
+	if o.Connections <= 0 {
+		o.Connections = DefaultConnections
+	}
+	if o.OutDir == "" {
+		o.OutDir = DefaultOutDir
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 20 * time.Millisecond
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 2000
+	}
+	if o.DBMaxConns <= 0 {
+		o.DBMaxConns = 16
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Binary == "" {
+		errs = append(errs, errors.New("bench: no service binary"))
+	} else if _, err := os.Stat(o.Binary); err != nil {
+		errs = append(errs, fmt.Errorf("bench: service binary: %w", err))
+	}
+	if o.DatabaseURL == "" || o.AMQPURL == "" {
+		errs = append(errs, errors.New("bench: DATABASE_URL and AMQP_URL are required"))
+	}
+	if o.Events > 10_000_000 {
+		errs = append(errs, fmt.Errorf("bench: --events %d is over 10 000 000", o.Events))
+	}
+	if o.Connections > 1024 {
+		errs = append(errs, fmt.Errorf("bench: --connections %d is over 1024", o.Connections))
+	}
+	if o.ReadsDuration > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("bench: --reads-duration %s is over 5m", o.ReadsDuration))
+	}
+	if o.Prefetch < o.BatchSize {
+		errs = append(errs, fmt.Errorf("bench: prefetch %d is under the batch size %d", o.Prefetch, o.BatchSize))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) ingestTimeout() time.Duration {
+	if o.Smoke {
+		return smokeIngestTimeout
+	}
+	return ingestTimeout
+}
+
+// Run runs every phase, prints the table to stdout and writes results.json, README.md
+// and the SVG charts to o.OutDir. It returns the report even when writing it failed.
+// A phase that does not finish in time is reported as incomplete, not as an error; an
+// error means the run could not measure (a service unreachable, a child that crashed).
+func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	work, err := os.MkdirTemp("", "warehouse-bench-")
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{
+		o:    o,
+		log:  o.Log,
+		id:   fmt.Sprintf("%s_%04x", started.UTC().Format("20060102_150405"), rand.Uint32()&0xffff),
+		work: work,
+	}
+	r.log.Info("bench starting", "events", o.Events, "reads_duration", o.ReadsDuration,
+		"connections", o.Connections, "smoke", o.Smoke, "run", r.id, "logs", work)
+
+	rep, runErr := r.run(ctx)
+	r.cleanup(ctx)
+	if runErr != nil && ctx.Err() == nil {
+		return rep, fmt.Errorf("%w (service logs kept in %s)", runErr, work)
+	}
+	_ = os.RemoveAll(work)
+	if runErr != nil {
+		return rep, runErr
+	}
+	rep.DurationSeconds = time.Since(started).Seconds()
+	if err := rep.write(o.OutDir); err != nil {
+		return rep, err
+	}
+	rep.printTable(stdout)
+	fmt.Fprintf(stdout, "\nwrote %s (results.json, README.md, drain.svg, pipeline.svg, reads.svg) in %s\n",
+		o.OutDir, time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second))
+	return rep, nil
+}
+
+// runner holds the state of one run: what it generated and what it must clean up.
+type runner struct {
+	o    Options
+	log  *slog.Logger
+	id   string // unique per run, in every name it creates
+	work string // child logs and working directory
+
+	stream     *stream
+	databases  []string
+	topologies []amqpadapter.Topology
+	children   []*child
+}
+
+func (r *runner) run(ctx context.Context) (*Report, error) {
+	rep := newReport(r.o, time.Now())
+	if err := r.checkServices(ctx); err != nil {
+		return nil, err
+	}
+	r.stream = generate(r.o.Events)
+	rep.Settings.GeneratorStats = r.stream.stats
+	r.log.Info("events generated", "events", len(r.stream.msgs), "stock_rows", len(r.stream.expected),
+		"movements", len(r.stream.movements))
+
+	var err error
+	if rep.Drain.Ceiling, err = r.bareDrain(ctx); err != nil {
+		return nil, fmt.Errorf("drain, bare consumer: %w", err)
+	}
+	var readsDB string
+	if rep.Drain.Service, readsDB, err = r.serviceDrain(ctx); err != nil {
+		return nil, fmt.Errorf("drain, service: %w", err)
+	}
+	if rep.Pipeline.Ceiling, err = r.barePipeline(ctx); err != nil {
+		return nil, fmt.Errorf("pipeline, bare: %w", err)
+	}
+	if rep.Pipeline.Service, err = r.servicePipeline(ctx); err != nil {
+		return nil, fmt.Errorf("pipeline, service: %w", err)
+	}
+	if rep.Reads, err = r.reads(ctx, readsDB); err != nil {
+		return nil, fmt.Errorf("reads: %w", err)
+	}
+	rep.Checks = append(rep.Checks, r.checks(rep)...)
+	rep.build()
+	return rep, nil
+}
+
+// sleepCtx waits d or until ctx is done, and reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

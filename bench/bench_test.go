@@ -1,0 +1,180 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"warehouse/adapters/postgres"
+	"warehouse/bench"
+)
+
+// TestSmoke runs the whole benchmark at smoke sizes against the configured PostgreSQL and
+// RabbitMQ, and checks that the report files are written and parse. It asserts nothing
+// about speed. It skips when the services are unreachable, unless CI=true.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the service as child processes")
+	}
+	dbURL, amqpURL := mustServices(t)
+	bin := mustBuild(t)
+	out := t.TempDir()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	rep, err := bench.Run(ctx, bench.Options{
+		Binary: bin, DatabaseURL: dbURL, AMQPURL: amqpURL, Smoke: true, OutDir: out,
+		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, &stdout)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, stdout.String())
+	}
+	t.Log(stdout.String())
+
+	if !rep.Smoke || rep.Settings.Events != bench.SmokeEvents {
+		t.Errorf("report: smoke %v with %d events, want a smoke run of %d", rep.Smoke, rep.Settings.Events, bench.SmokeEvents)
+	}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			t.Errorf("check failed: %s: %s", c.Name, c.Detail)
+		}
+	}
+
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bench.Report
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	phases := map[string]bool{}
+	for _, row := range got.Rows {
+		phases[row.Phase] = true
+	}
+	for _, want := range []string{"drain", "pipeline", "reads", "peak RSS"} {
+		if !phases[want] {
+			t.Errorf("results.json has no %q row", want)
+		}
+	}
+	if got.Drain.Service.EventsPerSecond <= 0 || got.Drain.Ceiling.EventsPerSecond <= 0 {
+		t.Errorf("drain figures missing: %+v", got.Drain)
+	}
+	if len(got.Reads.Cases) != 4 {
+		t.Errorf("%d read cases, want 4", len(got.Reads.Cases))
+	}
+
+	md, err := os.ReadFile(filepath.Join(out, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| phase | case |", "drain.svg", "pipeline.svg", "reads.svg"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	for _, name := range []string{"drain.svg", "pipeline.svg", "reads.svg"} {
+		mustSVG(t, filepath.Join(out, name))
+	}
+	if !strings.Contains(stdout.String(), "PHASE") {
+		t.Errorf("no table on stdout:\n%s", stdout.String())
+	}
+}
+
+// mustServices returns the URLs of the configured services, skipping the test when one
+// is unreachable (failing it under CI=true).
+func mustServices(t *testing.T) (dbURL, amqpURL string) {
+	t.Helper()
+	dbURL = envOr("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warehouse?sslmode=disable")
+	amqpURL = envOr("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+	unreachable := func(what string, err error) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is unreachable under CI=true: %v", what, err)
+		}
+		t.Skipf("%s is unreachable, skipping: %v", what, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	admin, err := postgres.WithDatabase(dbURL, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		unreachable("PostgreSQL", err)
+	}
+	_ = conn.Close(ctx)
+	ac, err := amqp091.DialConfig(amqpURL, amqp091.Config{Dial: amqp091.DefaultDial(5 * time.Second)})
+	if err != nil {
+		unreachable("RabbitMQ", err)
+	}
+	_ = ac.Close()
+	return dbURL, amqpURL
+}
+
+// mustBuild builds the warehouse binary, whose consume and serve commands are the
+// service under test.
+func mustBuild(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "warehouse")
+	cmd := exec.Command("go", "build", "-o", bin, "warehouse/cmd/warehouse")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func mustSVG(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := xml.NewDecoder(f)
+	root := ""
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && root == "" {
+			root = se.Name.Local
+		}
+	}
+	if root != "svg" {
+		t.Errorf("%s: root element %q, want svg", name, root)
+	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,447 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"warehouse/application"
+)
+
+// Targets of issue 6, as ratios of the ceilings measured in the same run.
+const (
+	targetDrain       = 0.70
+	targetPipeline    = 0.85
+	targetCachedRead  = 0.60
+	targetUncached    = 0.60
+	targetCachedP99Ms = 10.0
+	targetConsumerMiB = 150
+	targetAPIMiB      = 100
+)
+
+// Report is everything one run measured; results.json is this value.
+type Report struct {
+	StartedAt       time.Time `json:"started_at"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	// Smoke marks a run of tiny sizes, whose figures mean nothing.
+	Smoke    bool        `json:"smoke"`
+	Machine  Machine     `json:"machine"`
+	Settings Settings    `json:"settings"`
+	Rows     []Row       `json:"rows"`
+	Checks   []Check     `json:"checks"`
+	Drain    Pair        `json:"drain"`
+	Pipeline Pair        `json:"pipeline"`
+	Reads    ReadsResult `json:"reads"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs          int    `json:"cpus"`
+	MemTotalBytes int64  `json:"mem_total_bytes,omitempty"`
+	OS            string `json:"os"`
+	Arch          string `json:"arch"`
+	GoVersion     string `json:"go_version"`
+}
+
+// Settings are the sizes and the configuration shared by the service and the ceilings.
+type Settings struct {
+	Events               int                        `json:"events"`
+	ReadsDurationSeconds float64                    `json:"reads_duration_seconds"`
+	Connections          int                        `json:"connections"`
+	BatchSize            int                        `json:"batch_size"`
+	BatchWaitMillis      float64                    `json:"batch_wait_ms"`
+	Prefetch             int                        `json:"prefetch"`
+	DBMaxConns           int                        `json:"db_max_conns"`
+	QueueType            string                     `json:"queue_type"`
+	Warehouses           int                        `json:"warehouses"`
+	Products             int                        `json:"products"`
+	Seed                 uint64                     `json:"seed"`
+	GeneratorStats       application.GeneratorStats `json:"generator_stats"`
+}
+
+// Pair is the service's figure and its ceiling's.
+type Pair struct {
+	Service IngestResult `json:"service"`
+	Ceiling IngestResult `json:"ceiling"`
+}
+
+// Row is one line of the table.
+type Row struct {
+	Phase   string   `json:"phase"`
+	Case    string   `json:"case"`
+	Figure  string   `json:"figure"`
+	Value   float64  `json:"value"`
+	Ceiling *float64 `json:"ceiling,omitempty"`
+	Ratio   *float64 `json:"ratio,omitempty"`
+	Target  string   `json:"target"`
+	// Pass is nil when the row has no target.
+	Pass *bool  `json:"pass,omitempty"`
+	Note string `json:"note,omitempty"`
+}
+
+// Check is a correctness condition of the run: a figure from a run that broke one
+// measures something else than the service's job.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func newReport(o Options, started time.Time) *Report {
+	rep := &Report{
+		StartedAt: started.UTC().Truncate(time.Second),
+		Smoke:     o.Smoke,
+		Machine:   Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version()},
+		Settings: Settings{
+			Events: o.Events, ReadsDurationSeconds: o.ReadsDuration.Seconds(), Connections: o.Connections,
+			BatchSize: o.BatchSize, BatchWaitMillis: float64(o.BatchWait) / float64(time.Millisecond),
+			Prefetch: o.Prefetch, DBMaxConns: o.DBMaxConns, QueueType: "quorum",
+			Warehouses: genWarehouses, Products: genProducts, Seed: genSeed,
+		},
+	}
+	if kb, err := procStatusKBFile("/proc/meminfo", "MemTotal:"); err == nil {
+		rep.Machine.MemTotalBytes = kb
+	}
+	return rep
+}
+
+func procStatusKBFile(name, field string) (int64, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", field, name)
+}
+
+// checks lists the correctness conditions of the run.
+func (r *runner) checks(rep *Report) []Check {
+	var cs []Check
+	ledger := func(name string, res IngestResult) {
+		cs = append(cs, Check{Name: name, OK: res.Verified == "ok", Detail: res.Verified})
+	}
+	ledger("drain: service stored exactly the stream (event count, every stock row)", rep.Drain.Service)
+	ledger("drain: bare consumer stored every row", rep.Drain.Ceiling)
+	ledger("pipeline: service stored exactly the stream (event count, every stock row)", rep.Pipeline.Service)
+	ledger("pipeline: bare consumer stored every row", rep.Pipeline.Ceiling)
+	for _, p := range []struct {
+		name string
+		res  IngestResult
+	}{{"drain", rep.Drain.Service}, {"pipeline", rep.Pipeline.Service}} {
+		cs = append(cs, Check{
+			Name:   p.name + ": no dead letters, retries or duplicates (the stream is consistent)",
+			OK:     p.res.Rejected == 0 && p.res.Retried == 0 && p.res.Duplicates == 0,
+			Detail: fmt.Sprintf("rejected %d, retried %d, duplicates %d", p.res.Rejected, p.res.Retried, p.res.Duplicates),
+		})
+	}
+	cs = append(cs, Check{Name: "reads: the bare handler answers the service's JSON byte for byte",
+		OK: rep.Reads.JSONMatches == "ok", Detail: rep.Reads.JSONMatches})
+	var errs int64
+	var first string
+	for _, c := range rep.Reads.Cases {
+		for _, res := range []ReadResult{c.Service, c.Ceiling} {
+			errs += res.Errors
+			if first == "" {
+				first = res.FirstError
+			}
+		}
+	}
+	cs = append(cs, Check{Name: "reads: every request answered 200", OK: errs == 0,
+		Detail: strings.TrimSpace(fmt.Sprintf("%d errors %s", errs, first))})
+	return cs
+}
+
+// build turns the measurements into the table's rows.
+func (rep *Report) build() {
+	ratio := func(v, c float64) *float64 {
+		if c <= 0 {
+			return nil
+		}
+		x := v / c
+		return &x
+	}
+	ptr := func(x float64) *float64 { return &x }
+	pass := func(ok bool) *bool { return &ok }
+
+	ingest := func(phase, what string, p Pair, target float64) {
+		row := Row{Phase: phase, Case: what, Figure: "events/s", Value: p.Service.EventsPerSecond,
+			Ceiling: ptr(p.Ceiling.EventsPerSecond), Ratio: ratio(p.Service.EventsPerSecond, p.Ceiling.EventsPerSecond),
+			Target: fmt.Sprintf("≥ %.2f × ceiling", target)}
+		ok := row.Ratio != nil && *row.Ratio >= target && p.Service.Complete && p.Ceiling.Complete
+		row.Pass = pass(ok)
+		var notes []string
+		if !p.Service.Complete {
+			notes = append(notes, "service did not finish in time")
+		}
+		if !p.Ceiling.Complete {
+			notes = append(notes, "ceiling did not finish in time")
+		}
+		row.Note = strings.Join(notes, "; ")
+		rep.Rows = append(rep.Rows, row)
+	}
+	ingest("drain", "prefilled queue → committed", rep.Drain, targetDrain)
+	ingest("pipeline", "published → committed", rep.Pipeline, targetPipeline)
+
+	for _, c := range rep.Reads.Cases {
+		name := c.Route + ", " + c.Cache
+		target := targetUncached
+		if c.Cache == cacheOn {
+			target = targetCachedRead
+		}
+		row := Row{Phase: "reads", Case: name, Figure: "req/s", Value: c.Service.RequestsPerSecond,
+			Ceiling: ptr(c.Ceiling.RequestsPerSecond), Ratio: ratio(c.Service.RequestsPerSecond, c.Ceiling.RequestsPerSecond),
+			Target: fmt.Sprintf("≥ %.2f × ceiling", target)}
+		row.Pass = pass(row.Ratio != nil && *row.Ratio >= target && c.Service.Errors == 0)
+		if c.Service.Errors > 0 {
+			row.Note = fmt.Sprintf("%d errors", c.Service.Errors)
+		}
+		if c.Service.CacheHitRatio != nil {
+			row.Note = strings.TrimPrefix(row.Note+fmt.Sprintf("; cache hits %.1f%%", 100**c.Service.CacheHitRatio), "; ")
+		}
+		rep.Rows = append(rep.Rows, row)
+		rep.Rows = append(rep.Rows, Row{Phase: "reads", Case: name, Figure: "p50 ms", Value: c.Service.P50Ms,
+			Ceiling: ptr(c.Ceiling.P50Ms), Target: "—"})
+		p99 := Row{Phase: "reads", Case: name, Figure: "p99 ms", Value: c.Service.P99Ms, Ceiling: ptr(c.Ceiling.P99Ms), Target: "—"}
+		if c.Cache == cacheOn {
+			p99.Target = fmt.Sprintf("≤ %g ms", targetCachedP99Ms)
+			p99.Pass = pass(c.Service.P99Ms <= targetCachedP99Ms && c.Service.Requests > 0)
+		}
+		rep.Rows = append(rep.Rows, p99)
+	}
+
+	rss := func(name string, bytes int64, targetMiB int) {
+		row := Row{Phase: "peak RSS", Case: name, Figure: "MiB", Value: float64(bytes) / (1 << 20), Target: "—"}
+		if bytes == 0 {
+			row.Note = "not measured (no /proc)"
+		}
+		if targetMiB > 0 {
+			row.Target = fmt.Sprintf("≤ %d MiB", targetMiB)
+			row.Pass = pass(bytes > 0 && bytes <= int64(targetMiB)<<20)
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	rss("consume, drain", rep.Drain.Service.PeakRSSBytes, targetConsumerMiB)
+	rss("consume, pipeline", rep.Pipeline.Service.PeakRSSBytes, 0)
+	rss("serve, cached reads", rep.Reads.CachedPeakRSSBytes, targetAPIMiB)
+	rss("serve, uncached reads", rep.Reads.UncachedPeakRSSBytes, targetAPIMiB)
+}
+
+// cells formats a row for the text and Markdown tables.
+func (row Row) cells() []string {
+	value := func(v float64) string {
+		switch row.Figure {
+		case "events/s", "req/s", "MiB":
+			return group(int64(v + 0.5))
+		}
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	ceiling, ratio, result := "—", "—", "—"
+	if row.Ceiling != nil {
+		ceiling = value(*row.Ceiling)
+	}
+	if row.Ratio != nil {
+		ratio = strconv.FormatFloat(*row.Ratio, 'f', 2, 64)
+	}
+	if row.Pass != nil {
+		result = "FAIL"
+		if *row.Pass {
+			result = "pass"
+		}
+	}
+	return []string{row.Phase, row.Case, row.Figure, value(row.Value), ceiling, ratio, row.Target, result, row.Note}
+}
+
+var tableHeader = []string{"phase", "case", "figure", "service", "ceiling", "ratio", "target", "result", "note"}
+
+// group writes n with thousands separated by commas.
+func group(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// printTable writes the table for a terminal.
+func (rep *Report) printTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(tableHeader, "\t")))
+	for _, row := range rep.Rows {
+		fmt.Fprintln(tw, strings.Join(row.cells(), "\t"))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+	for _, c := range rep.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "check %s %s: %s\n", mark, c.Name, c.Detail)
+	}
+	if rep.Smoke {
+		fmt.Fprintln(w, "smoke run: tiny sizes, the figures mean nothing")
+	}
+}
+
+// write writes results.json, README.md and the charts to dir.
+func (rep *Report) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := writeCharts(rep, dir); err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "README.md"), []byte(rep.markdown()), 0o644)
+}
+
+func (rep *Report) markdown() string {
+	var b strings.Builder
+	s := rep.Settings
+	fmt.Fprintf(&b, "# Benchmarks\n\n")
+	if rep.Smoke {
+		fmt.Fprintf(&b, "**Smoke run: tiny sizes to keep the benchmark code working; these figures mean nothing.**\n\n")
+	}
+	fmt.Fprintf(&b, "Written by `make bench` (`warehouse bench`) on %s in %s, on %d CPUs and %s of memory (%s/%s, %s). ",
+		rep.StartedAt.Format("2006-01-02 15:04 UTC"), time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second),
+		rep.Machine.CPUs, mib(rep.Machine.MemTotalBytes), rep.Machine.OS, rep.Machine.Arch, rep.Machine.GoVersion)
+	fmt.Fprintf(&b, "Every figure stands next to its ceiling, measured in the same run on the same machine; "+
+		"the service, PostgreSQL, RabbitMQ and the load generator share the CPUs. Raw figures: [results.json](results.json).\n\n")
+	fmt.Fprintf(&b, "Settings: %s events (%d warehouses, %d products, seed %d, no duplicates); batches of %d, %g ms wait, prefetch %d, "+
+		"%s queue; %d HTTP connections for %gs per read case; %d database connections.\n\n",
+		group(int64(s.Events)), s.Warehouses, s.Products, s.Seed, s.BatchSize, s.BatchWaitMillis, s.Prefetch, s.QueueType,
+		s.Connections, s.ReadsDurationSeconds, s.DBMaxConns)
+
+	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
+	b.WriteString(strings.Repeat("|---", len(tableHeader)) + "|\n")
+	for _, row := range rep.Rows {
+		cells := row.cells()
+		for i, c := range cells {
+			cells[i] = strings.ReplaceAll(c, "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+	}
+
+	b.WriteString("\n## Checks\n\n")
+	for _, c := range rep.Checks {
+		mark := "ok"
+		if !c.OK {
+			mark = "**FAIL**"
+		}
+		fmt.Fprintf(&b, "- %s — %s", mark, c.Name)
+		if c.Detail != "" && c.Detail != "ok" {
+			fmt.Fprintf(&b, ": %s", c.Detail)
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("\n## Charts\n\n")
+	b.WriteString("![Events per second while draining a prefilled queue](drain.svg)\n\n")
+	b.WriteString("![Events per second, publisher and consumer together](pipeline.svg)\n\n")
+	b.WriteString("![Read latency percentiles](reads.svg)\n\n")
+
+	b.WriteString("## Details\n\n")
+	b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, p := range []struct {
+		phase, who string
+		res        IngestResult
+	}{
+		{"drain", "service", rep.Drain.Service}, {"drain", "bare consumer", rep.Drain.Ceiling},
+		{"pipeline", "service", rep.Pipeline.Service}, {"pipeline", "bare pipeline", rep.Pipeline.Ceiling},
+	} {
+		r := p.res
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
+			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2), 100*r.HostCPUBusy,
+			opt(r.MeanBatchSize, 0), opt(r.MeanBatchMillis, 1), mib(r.PeakRSSBytes))
+	}
+	b.WriteString("\n| reads | who | requests | req/s | mean ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | service CPU s | host CPU busy |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range rep.Reads.Cases {
+		for _, x := range []struct {
+			who string
+			res ReadResult
+		}{{"service", c.Service}, {c.CeilingKind, c.Ceiling}} {
+			r := x.res
+			fmt.Fprintf(&b, "| %s, %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.0f%% |\n",
+				c.Route, c.Cache, x.who, group(r.Requests), group(int64(r.RequestsPerSecond+0.5)),
+				r.MeanMs, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs, opt(r.CPUSeconds, 2), 100*r.HostCPUBusy)
+		}
+	}
+	fmt.Fprintf(&b, "\nKeys: %s stock rows and %s movements, drawn uniformly at random.\n", group(int64(rep.Reads.StockKeys)), group(int64(rep.Reads.MovementKeys)))
+
+	b.WriteString(methodNotes)
+	return b.String()
+}
+
+const methodNotes = `
+## What is measured
+
+- **Drain.** The queue is prefilled with the whole stream (publisher confirms), then ` + "`warehouse consume`" + `
+  starts. The clock runs from its ` + "`/readyz`" + ` answering 200 (it is subscribed) to the poll of its
+  ` + "`movements_stored_total`" + ` that sees every event committed (polled every 250 ms, every 50 ms once the end is
+  less than a second away, uncompressed: a scrape costs the service little).
+  **Ceiling:** a bare consumer in the benchmark process on the same broker, the same kind of quorum queue, the same
+  per-consumer prefetch, batch size and wait, and the same ack mode (one multiple ack after the commit); it decodes
+  with ` + "`encoding/json`" + ` and stores each batch with one multi-row ` + "`INSERT`" + ` into a plain table with the events'
+  columns and no key, constraint, index, movement or stock: no rule at all. Timed by the same poll.
+- **Pipeline.** The consumer runs first; the clock starts with the first publish and stops when every event is
+  committed. The service's side publishes with the project's ` + "`amqp.Publisher`" + ` (what ` + "`warehouse produce`" + ` uses:
+  rounds of 1024, each confirmed before the next, so the stream stays in order). **Ceiling:** a bare amqp091
+  publisher keeping 1024 confirms in flight, with the bare consumer.
+- **Reads.** ` + "`warehouse serve`" + ` over the drained database (after ` + "`VACUUM (ANALYZE)`" + `), one route at a time, keys
+  drawn uniformly from every stock row and movement, by a fasthttp load generator in the benchmark process with
+  one request in flight per connection, after a short warm-up. Cached: ` + "`CACHE_SIZE`" + ` above the key count,
+  ` + "`CACHE_TTL=1h`" + `, every key requested once before measuring (the cache's steady state). **Ceiling:** a bare Fiber
+  handler in the benchmark process answering the same JSON (checked byte for byte) from a Go map. Uncached:
+  ` + "`CACHE_SIZE=0`" + `. **Ceiling:** raw pgx point reads (the store's two queries, a pgxpool as large as
+  ` + "`DB_MAX_CONNS`" + `, as many goroutines as connections), without HTTP.
+- **Peak RSS** is the service process's ` + "`VmHWM`" + ` from ` + "`/proc/<pid>/status`" + `, read at the end of its phase (a fresh
+  process per phase).
+- Correctness is checked, not assumed: after each service phase the stored events and every stock row are compared
+  with what the generator expects, and the service must have dead-lettered, retried and deduplicated nothing.
+`
+
+func opt(x float64, prec int) string {
+	if x == 0 {
+		return "—"
+	}
+	return strconv.FormatFloat(x, 'f', prec, 64)
+}
+
+func mib(bytes int64) string {
+	if bytes <= 0 {
+		return "—"
+	}
+	if bytes >= 10<<30 {
+		return fmt.Sprintf("%.0f GiB", float64(bytes)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(bytes)/(1<<20))
+}
