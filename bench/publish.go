@@ -78,8 +78,9 @@ func (r *runner) publishBare(ctx context.Context, exchange string, msgs []messag
 }
 
 // publishProject publishes msgs with the project's Publisher (what `warehouse produce`
-// uses), in rounds of publishWindow, each confirmed before the next: the stream stays in
-// order. confirmed counts the messages of the confirmed rounds.
+// uses) in chunks of projectChunk calls to PublishBatch, which keeps a sliding window of
+// confirms in flight within each chunk; the stream stays in order. confirmed counts the
+// messages of the confirmed chunks.
 func (r *runner) publishProject(ctx context.Context, exchange string, msgs []amqpadapter.Message, confirmed *atomic.Int64) error {
 	pub, err := amqpadapter.DialPublisher(ctx, r.o.AMQPURL, r.log)
 	if err != nil {
@@ -87,7 +88,7 @@ func (r *runner) publishProject(ctx context.Context, exchange string, msgs []amq
 	}
 	defer pub.Close()
 	for len(msgs) > 0 {
-		n := min(len(msgs), publishWindow)
+		n := min(len(msgs), projectChunk)
 		pctx, cancel := context.WithTimeout(ctx, confirmStall)
 		err := pub.PublishBatch(pctx, exchange, msgs[:n])
 		cancel()
@@ -99,6 +100,9 @@ func (r *runner) publishProject(ctx context.Context, exchange string, msgs []amq
 	}
 	return nil
 }
+
+// projectChunk is how many messages one PublishBatch call of publishProject carries.
+const projectChunk = 16 * publishWindow
 
 // prefill publishes the whole stream to t's exchange with the bare publisher and checks
 // that its queue holds it all.

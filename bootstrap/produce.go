@@ -123,7 +123,7 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 	fs.StringVar(&o.file, "file", "", "publish the events of this JSON-lines file instead of generating")
 	fs.StringVar(&o.expect, "expect", "", "write the expected stock to this file as JSON")
 	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
-	fs.IntVar(&o.batch, "batch", 500, "messages in flight per confirm round")
+	fs.IntVar(&o.batch, "batch", 5000, "messages per publish call, sent with a sliding window of confirms; a failed call is re-sent whole")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

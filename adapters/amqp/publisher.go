@@ -145,8 +145,8 @@ func (p *Publisher) Publish(ctx context.Context, exchange, routingKey string, bo
 	}}})
 }
 
-// PublishBatch sends msgs to exchange pipelined (rounds of up to 1024 in flight) and
-// waits for all their confirms. On error some messages may have been delivered: callers
+// PublishBatch sends msgs to exchange in order, pipelined (a sliding window of up to 1024
+// unconfirmed messages), and waits for all their confirms. On error some messages may have been delivered: callers
 // that retry rely on the ledger's deduplication.
 func (p *Publisher) PublishBatch(ctx context.Context, exchange string, msgs []Message) error {
 	out := make([]outgoing, len(msgs))
@@ -165,30 +165,50 @@ type outgoing struct {
 func (p *Publisher) publish(ctx context.Context, out []outgoing) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(out) > 0 {
-		n := min(len(out), maxRound)
-		if err := p.round(ctx, out[:n]); err != nil {
-			return err
-		}
-		out = out[n:]
-	}
-	return nil
+	return p.stream(ctx, out)
 }
 
-// round publishes up to maxRound messages and waits for their confirms; p.mu is held.
-func (p *Publisher) round(ctx context.Context, out []outgoing) error {
+// stream publishes out in order with a sliding window of at most maxRound unconfirmed
+// messages: it waits for the oldest confirm only when the window is full, so the broker
+// never idles between rounds. Returns are drained as confirms arrive, which keeps them
+// within the returns buffer (also maxRound). p.mu is held.
+func (p *Publisher) stream(ctx context.Context, out []outgoing) error {
+	if len(out) == 0 {
+		return nil
+	}
 	if err := p.alive(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, out[0].exchange, err)
 	}
-	p.drainReturns() // left by an earlier round that timed out
+	p.drainReturns() // left by an earlier call that timed out
 	// While the broker blocks publishers (resource alarm), a frame write can block past
 	// ctx (NOTES): if ctx ends during the writes, tear the connection down to free them.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.CloseDeadline(time.Now().Add(time.Second)) })
-	confirms := make([]*amqp091.DeferredConfirmation, 0, len(out))
+	defer stop()
+	pending := make([]*amqp091.DeferredConfirmation, 0, min(len(out), maxRound))
+	nacked, returned := 0, 0
+	waitOldest := func() error {
+		ok, err := pending[0].WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: wait for the confirms of %d messages: %v", ports.ErrUnavailable, len(out), p.cause(err))
+		}
+		if !ok {
+			nacked++
+		}
+		pending = pending[1:]
+		// A return precedes the confirm of its message, and the client hands it to the
+		// buffered channel before it handles that confirm.
+		returned += p.drainReturns()
+		return nil
+	}
 	for _, o := range out {
+		if len(pending) == maxRound {
+			if err := waitOldest(); err != nil {
+				return err
+			}
+		}
 		m := o.msg
 		if m.DeliveryMode == 0 {
 			m.DeliveryMode = amqp091.Persistent
@@ -198,22 +218,13 @@ func (p *Publisher) round(ctx context.Context, out []outgoing) error {
 		}
 		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, o.exchange, o.key, true, false, m)
 		if err != nil {
-			stop()
 			return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, o.exchange, p.cause(err))
 		}
-		confirms = append(confirms, dc)
+		pending = append(pending, dc)
 	}
-	if !stop() {
-		return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, out[0].exchange, ctx.Err())
-	}
-	nacked := 0
-	for _, dc := range confirms {
-		ok, err := dc.WaitContext(ctx)
-		if err != nil {
-			return fmt.Errorf("%w: wait for the confirms of %d messages: %v", ports.ErrUnavailable, len(out), err)
-		}
-		if !ok {
-			nacked++
+	for len(pending) > 0 {
+		if err := waitOldest(); err != nil {
+			return err
 		}
 	}
 	if nacked > 0 {
@@ -222,9 +233,7 @@ func (p *Publisher) round(ctx context.Context, out []outgoing) error {
 		}
 		return fmt.Errorf("%w: broker refused %d of %d messages to exchange %q", ports.ErrUnavailable, nacked, len(out), out[0].exchange)
 	}
-	// A return precedes the confirm of its message, and the client hands it to the
-	// buffered channel before it handles that confirm: all returns of the round are in.
-	if returned := p.drainReturns(); returned > 0 {
+	if returned > 0 {
 		return fmt.Errorf("%w: %d of %d messages to exchange %q reached no queue", ErrUnroutable, returned, len(out), out[0].exchange)
 	}
 	return nil

@@ -24,7 +24,7 @@ const (
 // Movement returns one movement.
 func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error) {
 	var r movementRow
-	err := s.db.DB.QueryRowContext(ctx, movementQuery, pgx.QueryExecModeCacheStatement, uuid.UUID(id)).Scan(
+	err := s.db.DB.QueryRowContext(ctx, movementQuery, pgx.QueryExecModeCacheStatement, [16]byte(id)).Scan(
 		&r.MovementID, &r.ProductID,
 		&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
 		&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity)
@@ -37,7 +37,7 @@ func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Move
 // Stock returns one stock row.
 func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
 	st := domain.Stock{WarehouseID: w, ProductID: p}
-	err := s.db.DB.QueryRowContext(ctx, stockQuery, pgx.QueryExecModeCacheStatement, uuid.UUID(w), uuid.UUID(p)).
+	err := s.db.DB.QueryRowContext(ctx, stockQuery, pgx.QueryExecModeCacheStatement, [16]byte(w), [16]byte(p)).
 		Scan(&st.Quantity, &st.UpdatedAt)
 	if err != nil {
 		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, translate(err))

@@ -146,12 +146,12 @@ func judge(events []domain.Event, movements []domain.Movement, identities []doma
 
 // loadMovements reads the batch's stored movements.
 func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Movement, error) {
-	ids := make([]uuid.UUID, 0, len(events))
+	ids := make([][16]byte, 0, len(events))
 	seen := make(map[domain.MovementID]struct{}, len(events))
 	for _, e := range events {
 		if _, ok := seen[e.MovementID]; !ok {
 			seen[e.MovementID] = struct{}{}
-			ids = append(ids, uuid.UUID(e.MovementID))
+			ids = append(ids, [16]byte(e.MovementID))
 		}
 	}
 	rows, err := query(ctx, tx, `SELECT `+movementColumns+` FROM movements WHERE movement_id = ANY($1::uuid[])`, ids)
@@ -216,9 +216,9 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantitie
 		}
 	}
 	slices.SortFunc(keys, compareKeys)
-	ws, ps := make([]uuid.UUID, len(keys)), make([]uuid.UUID, len(keys))
+	ws, ps := make([][16]byte, len(keys)), make([][16]byte, len(keys))
 	for i, k := range keys {
-		ws[i], ps[i] = uuid.UUID(k.Warehouse), uuid.UUID(k.Product)
+		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
 	}
 	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
 	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
@@ -282,9 +282,9 @@ func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.
 	if len(placeholders) == 0 {
 		return nil
 	}
-	ws, ps := make([]uuid.UUID, 0, len(placeholders)), make([]uuid.UUID, 0, len(placeholders))
+	ws, ps := make([][16]byte, 0, len(placeholders)), make([][16]byte, 0, len(placeholders))
 	for k := range placeholders {
-		ws, ps = append(ws, uuid.UUID(k.Warehouse)), append(ps, uuid.UUID(k.Product))
+		ws, ps = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product))
 	}
 	if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
 		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps); err != nil {
@@ -305,12 +305,12 @@ func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 	})
 	n := len(sorted)
 	src, id, kind, attrs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	mid, wid, pid := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	mid, wid, pid := make([][16]byte, n), make([][16]byte, n), make([][16]byte, n)
 	qty := make([]int64, n)
 	at, etime := make([]time.Time, n), make([]*time.Time, n)
 	for i, e := range sorted {
-		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, uuid.UUID(e.MovementID), string(e.Kind)
-		wid[i], pid[i], qty[i], at[i] = uuid.UUID(e.WarehouseID), uuid.UUID(e.ProductID), e.Quantity, e.Timestamp
+		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, [16]byte(e.MovementID), string(e.Kind)
+		wid[i], pid[i], qty[i], at[i] = [16]byte(e.WarehouseID), [16]byte(e.ProductID), e.Quantity, e.Timestamp
 		if !e.Time.IsZero() {
 			etime[i] = &sorted[i].Time
 		}
@@ -347,13 +347,13 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 	}
 	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
 	n := len(ids)
-	mid, pid := make([]uuid.UUID, n), make([]uuid.UUID, n)
+	mid, pid := make([][16]byte, n), make([][16]byte, n)
 	var d, a legColumns
 	d.make(n)
 	a.make(n)
 	for i, id := range ids {
 		m, _ := l.Movement(id)
-		mid[i], pid[i] = uuid.UUID(id), uuid.UUID(m.ProductID)
+		mid[i], pid[i] = [16]byte(id), [16]byte(m.ProductID)
 		d.set(i, m.Departure)
 		a.set(i, m.Arrival)
 	}
@@ -385,7 +385,7 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 // updateStock writes the final quantity of every stock row a stored event changed.
 func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
 	seen := make(map[domain.StockKey]struct{}, len(stored))
-	var ws, ps []uuid.UUID
+	var ws, ps [][16]byte
 	var qs []int64
 	for _, e := range stored {
 		k := e.StockKey()
@@ -395,7 +395,7 @@ func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domai
 		seen[k] = struct{}{}
 		delete(placeholders, k)
 		q, _ := l.Stock(k)
-		ws, ps, qs = append(ws, uuid.UUID(k.Warehouse)), append(ps, uuid.UUID(k.Product)), append(qs, q)
+		ws, ps, qs = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product)), append(qs, q)
 	}
 	if _, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, updated_at = now()
 		FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS u(w, p, q)
@@ -408,28 +408,29 @@ func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domai
 // legColumns holds one leg of many movements as parallel arrays for unnest; a leg not
 // seen yet is NULL in every column.
 type legColumns struct {
-	warehouse []*uuid.UUID
+	warehouse []*[16]byte
 	source    []*string
 	at        []*time.Time
 	quantity  []*int64
 }
 
 func (c *legColumns) make(n int) {
-	c.warehouse, c.source, c.at, c.quantity = make([]*uuid.UUID, n), make([]*string, n), make([]*time.Time, n), make([]*int64, n)
+	c.warehouse, c.source, c.at, c.quantity = make([]*[16]byte, n), make([]*string, n), make([]*time.Time, n), make([]*int64, n)
 }
 
 func (c *legColumns) set(i int, l *domain.Leg) {
 	if l == nil {
 		return
 	}
-	w := uuid.UUID(l.WarehouseID)
+	w := [16]byte(l.WarehouseID)
 	c.warehouse[i], c.source[i], c.at[i], c.quantity[i] = &w, &l.Source, &l.Timestamp, &l.Quantity
 }
 
 // The write path sends its arrays to pgx as arguments in cache-statement mode rather than
 // through Bun, which would format thousands of array elements into SQL text for the server
 // to parse again: each statement is prepared once per connection and its arrays travel
-// in binary.
+// in binary. UUIDs go as [16]byte, which pgx's uuid codec takes directly; a uuid.UUID
+// would go through driver.Valuer and text formatting (9% of the CPU of a point read).
 func exec(ctx context.Context, tx bun.Tx, query string, args ...any) (sql.Result, error) {
 	return tx.Tx.ExecContext(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
 }
