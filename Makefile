@@ -15,10 +15,18 @@ build:
 run: build
 	./$(BIN) run
 
-## test: the whole suite, integration tests included (needs PostgreSQL and RabbitMQ)
+## test: the whole suite (needs PostgreSQL and RabbitMQ): unit, contract, integration,
+## end-to-end and browser tests, then the fault-injection tests on private instances
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(MAKE) test-faults
+
+## test-faults: kill -9, broker and database outages, racing consumers (about 3 minutes);
+## they start their own PostgreSQL and RabbitMQ, so they run one package at a time
+test-faults:
+	$(GO) vet -tags faults ./faults/
+	$(GO) test -tags faults -p 1 -count=1 -timeout 20m -v ./faults/
 
 ## test-short: unit tests only
 test-short:
