@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"slices"
 	"strings"
 	"time"
@@ -294,7 +295,7 @@ func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.
 }
 
 // insertEvents inserts the stored events; one that a concurrent batch committed first
-// (same identity or movement leg) is skipped by ON CONFLICT and reported as a lost race.
+// (same identity or movement leg) violates a unique key and is reported as a lost race.
 func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 	sorted := slices.Clone(stored)
 	slices.SortFunc(sorted, func(a, b domain.Event) int {
@@ -316,18 +317,21 @@ func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 		}
 		attrs[i] = string(e.Attributes)
 	}
-	res, err := exec(ctx, tx, `INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
+	// A plain INSERT: ON CONFLICT DO NOTHING costs a speculative insertion per row, to
+	// handle a race that is rare. A unique violation aborts the transaction instead, and
+	// the batch is judged again.
+	_, err := exec(ctx, tx, `INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
 			quantity, occurred_at, event_time, attributes)
 		SELECT s, i, m, k, w, p, q, t, et, NULLIF(a, '')::jsonb
 		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::uuid[],
-			$7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[]) AS u(s, i, m, k, w, p, q, t, et, a)
-		ON CONFLICT DO NOTHING`,
+			$7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[]) AS u(s, i, m, k, w, p, q, t, et, a)`,
 		src, id, mid, kind, wid, pid, qty, at, etime, attrs)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return errLostRace
+	}
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
-	}
-	if affected, err := res.RowsAffected(); err != nil || affected != int64(n) {
-		return errLostRace
 	}
 	return nil
 }
