@@ -168,7 +168,7 @@ func (s *testService) stop() error {
 		case err := <-s.done:
 			s.stopTook = time.Since(start)
 			if err != nil {
-				s.stopErr = fmt.Errorf("runService returned %v", err)
+				s.stopErr = fmt.Errorf("runService returned %w", err)
 			}
 		case <-timer.C:
 			s.stopTook = time.Since(start)

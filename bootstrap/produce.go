@@ -514,7 +514,7 @@ func (p *producer) prepareBroker(ctx context.Context) error {
 			return fmt.Errorf("declare topology: %w", err)
 		}
 	} else if err := ch.ExchangeDeclarePassive(p.opts.exchange, amqp091.ExchangeTopic, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("exchange %q does not exist (%v): declare it, or run `warehouse run` or `warehouse consume` with AMQP_EXCHANGE=%s first",
+		return fmt.Errorf("exchange %q does not exist (%w): declare it, or run `warehouse run` or `warehouse consume` with AMQP_EXCHANGE=%s first",
 			p.opts.exchange, err, p.opts.exchange)
 	}
 	p.pub, err = amqpadapter.DialPublisher(ctx, p.cfg.AMQPURL, p.log)

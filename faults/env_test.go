@@ -64,10 +64,10 @@ var (
 	envOnce sync.Once
 	envMu   sync.Mutex // guards env while it is built and torn down
 	env     = &suite{}
-	envErr  error
+	errEnv  error
 
 	teardownOnce sync.Once
-	teardownErr  error
+	errTeardown  error
 )
 
 func TestMain(m *testing.M) {
@@ -93,21 +93,21 @@ func mustEnv(t *testing.T) *suite {
 	t.Helper()
 	envOnce.Do(func() {
 		start := time.Now()
-		envErr = setUp()
-		if envErr == nil {
+		errEnv = setUp()
+		if errEnv == nil {
 			fmt.Fprintf(os.Stderr, "faults: private PostgreSQL on %d, RabbitMQ node %s on %d, binary built, in %.1fs (%s)\n",
 				env.pg.port, env.rmq.node, env.rmq.port, time.Since(start).Seconds(), env.dir)
 		}
 	})
 	switch {
-	case envErr == nil:
+	case errEnv == nil:
 		return env
-	case errors.Is(envErr, errBuild):
-		t.Fatalf("the fault tests cannot run: %v", envErr) // a broken build is never skipped
+	case errors.Is(errEnv, errBuild):
+		t.Fatalf("the fault tests cannot run: %v", errEnv) // a broken build is never skipped
 	case os.Getenv("CI") == "true":
-		t.Fatalf("the private PostgreSQL and RabbitMQ of the fault tests cannot start (CI=true): %v", envErr)
+		t.Fatalf("the private PostgreSQL and RabbitMQ of the fault tests cannot start (CI=true): %v", errEnv)
 	default:
-		t.Skipf("the private PostgreSQL and RabbitMQ of the fault tests cannot start, skipping: %v", envErr)
+		t.Skipf("the private PostgreSQL and RabbitMQ of the fault tests cannot start, skipping: %v", errEnv)
 	}
 	return nil
 }
@@ -178,7 +178,7 @@ func build(dir string) error {
 	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/warehouse")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %v\n%s", err, out)
+		return fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	envMu.Lock()
 	env.bin = bin
@@ -228,9 +228,9 @@ func teardown() error {
 		} else if env.dir != "" {
 			fmt.Fprintln(os.Stderr, "faults: kept", env.dir)
 		}
-		teardownErr = errors.Join(errs...)
+		errTeardown = errors.Join(errs...)
 	})
-	return teardownErr
+	return errTeardown
 }
 
 // onSignal tears the environment down when the test binary is interrupted (Ctrl-C, or
@@ -332,7 +332,7 @@ func chownTo(path, user string) error {
 	}
 	out, err := exec.Command("chown", "-R", user+":", path).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("chown %s: %v: %s", path, err, out)
+		return fmt.Errorf("chown %s: %w: %s", path, err, out)
 	}
 	return nil
 }
@@ -389,7 +389,7 @@ func startPG(dir string) error {
 	initdb := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "initdb"),
 		"-D", p.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N")
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %v\n%s", err, out)
+		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
 	envMu.Lock()
 	env.pg = p
@@ -415,7 +415,7 @@ func (p *pgInstance) start(ctx context.Context) error {
 	out, err := cmd.CombinedOutput()
 	p.started = true // even a failed start may leave a postmaster behind
 	if err != nil {
-		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, tail(filepath.Join(p.dir, "server.log"), 20))
+		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, tail(filepath.Join(p.dir, "server.log"), 20))
 	}
 	return nil
 }
@@ -426,7 +426,7 @@ func (p *pgInstance) stopFast(ctx context.Context) error {
 	defer p.mu.Unlock()
 	cmd := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "pg_ctl"), "-D", p.data, "-m", "fast", "-w", "-t", "30", "stop")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pg_ctl stop -m fast: %v\n%s", err, out)
+		return fmt.Errorf("pg_ctl stop -m fast: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -454,7 +454,7 @@ func (p *pgInstance) stop() error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("pg_ctl stop -m immediate: %v\n%s", err, out)
+		return fmt.Errorf("pg_ctl stop -m immediate: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -471,7 +471,6 @@ type rmqInstance struct {
 	distPort  int
 	started   bool
 	beamPID   int
-	ctlMu     sync.Mutex
 	serverEnv []string
 }
 
@@ -546,7 +545,7 @@ func startRabbit(dir string) error {
 	out, err := start.CombinedOutput()
 	r.started = true
 	if err != nil {
-		return fmt.Errorf("rabbitmq-server -detached: %v\n%s", err, out)
+		return fmt.Errorf("rabbitmq-server -detached: %w\n%s", err, out)
 	}
 	if err := r.awaitStartup(ctx); err != nil {
 		return err
@@ -584,10 +583,10 @@ func (r *rmqInstance) awaitStartup(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		last = fmt.Errorf("%v: %s", err, lastLines(out, 8))
+		last = fmt.Errorf("%w: %s", err, lastLines(out, 8))
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("RabbitMQ node %s did not start: %v\n%s", r.node, last,
+			return fmt.Errorf("RabbitMQ node %s did not start: %w\n%s", r.node, last,
 				tail(filepath.Join(r.dir, "log", r.node+".log"), 30))
 		case <-time.After(time.Second):
 		}
@@ -625,7 +624,7 @@ func (r *rmqInstance) stop() error {
 		}
 		if processAlive(r.beamPID) {
 			_ = syscall.Kill(r.beamPID, syscall.SIGKILL)
-			return fmt.Errorf("RabbitMQ node %s did not stop (%v); killed its beam process %d", r.node, err, r.beamPID)
+			return fmt.Errorf("RabbitMQ node %s did not stop (%w); killed its beam process %d", r.node, err, r.beamPID)
 		}
 	}
 	return nil

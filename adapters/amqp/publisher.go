@@ -76,11 +76,11 @@ func DialPublisher(ctx context.Context, rawURL string, log *slog.Logger) (*Publi
 	ch, err := conn.Channel()
 	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("%w: open publisher channel: %v", ports.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: open publisher channel: %w", ports.ErrUnavailable, err)
 	}
 	if err := ch.Confirm(false); err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("%w: enable publisher confirms: %v", ports.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: enable publisher confirms: %w", ports.ErrUnavailable, err)
 	}
 	p := &Publisher{
 		log:       log.With("component", "amqp"),
@@ -114,14 +114,14 @@ func (p *Publisher) watch(connClose, chClose chan *amqp091.Error, blocked chan a
 				die(errors.New("publisher connection closed"))
 				continue
 			}
-			die(fmt.Errorf("publisher connection closed: %v", e))
+			die(fmt.Errorf("publisher connection closed: %w", e))
 		case e, ok := <-chClose:
 			if !ok {
 				chClose = nil
 				die(errors.New("publisher channel closed"))
 				continue
 			}
-			die(fmt.Errorf("publisher channel closed: %v", e))
+			die(fmt.Errorf("publisher channel closed: %w", e))
 		case b, ok := <-blocked:
 			if !ok {
 				blocked = nil
@@ -180,7 +180,7 @@ func (p *Publisher) stream(ctx context.Context, out []outgoing) error {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, out[0].exchange, err)
+		return fmt.Errorf("%w: publish to exchange %q: %w", ports.ErrUnavailable, out[0].exchange, err)
 	}
 	p.drainReturns() // left by an earlier call that timed out
 	// While the broker blocks publishers (resource alarm), a frame write can block past
@@ -192,7 +192,7 @@ func (p *Publisher) stream(ctx context.Context, out []outgoing) error {
 	waitOldest := func() error {
 		ok, err := pending[0].WaitContext(ctx)
 		if err != nil {
-			return fmt.Errorf("%w: wait for the confirms of %d messages: %v", ports.ErrUnavailable, len(out), p.cause(err))
+			return fmt.Errorf("%w: wait for the confirms of %d messages: %w", ports.ErrUnavailable, len(out), p.cause(err))
 		}
 		if !ok {
 			nacked++
@@ -218,7 +218,7 @@ func (p *Publisher) stream(ctx context.Context, out []outgoing) error {
 		}
 		dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, o.exchange, o.key, true, false, m)
 		if err != nil {
-			return fmt.Errorf("%w: publish to exchange %q: %v", ports.ErrUnavailable, o.exchange, p.cause(err))
+			return fmt.Errorf("%w: publish to exchange %q: %w", ports.ErrUnavailable, o.exchange, p.cause(err))
 		}
 		pending = append(pending, dc)
 	}
@@ -257,7 +257,7 @@ func (p *Publisher) drainReturns() (n int) {
 func (p *Publisher) alive() error {
 	select {
 	case <-p.dead:
-		return fmt.Errorf("%w: %v", ports.ErrUnavailable, p.deadErr)
+		return fmt.Errorf("%w: %w", ports.ErrUnavailable, p.deadErr)
 	default:
 		return nil
 	}
@@ -278,7 +278,7 @@ func (p *Publisher) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		if cerr := p.conn.CloseDeadline(time.Now().Add(5 * time.Second)); cerr != nil && !errors.Is(cerr, amqp091.ErrClosed) {
-			err = fmt.Errorf("close publisher connection: %v", cerr)
+			err = fmt.Errorf("close publisher connection: %w", cerr)
 		}
 		if waitBounded(p.watchDone, 5*time.Second) {
 			for range p.returns { // closed with the channel
@@ -320,9 +320,9 @@ func dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, error)
 	if err != nil {
 		var ae *amqp091.Error
 		if errors.As(err, &ae) && ae.Code == amqp091.AccessRefused {
-			return nil, fmt.Errorf("%w: connect to %s: %v", errRefused, redactURL(rawURL), err)
+			return nil, fmt.Errorf("%w: connect to %s: %w", errRefused, redactURL(rawURL), err)
 		}
-		return nil, fmt.Errorf("%w: connect to %s: %v", ports.ErrUnavailable, redactURL(rawURL), err)
+		return nil, fmt.Errorf("%w: connect to %s: %w", ports.ErrUnavailable, redactURL(rawURL), err)
 	}
 	return conn, nil
 }
