@@ -94,6 +94,20 @@ func (m Movement) QuantityDifference() (diff int64, ok bool) {
 	return m.Arrival.Quantity - m.Departure.Quantity, true
 }
 
+// Clone returns the movement with legs of its own, so that a holder of one copy cannot
+// change the other through the shared pointers.
+func (m Movement) Clone() Movement {
+	if m.Departure != nil {
+		d := *m.Departure
+		m.Departure = &d
+	}
+	if m.Arrival != nil {
+		a := *m.Arrival
+		m.Arrival = &a
+	}
+	return m
+}
+
 // Apply returns the movement with e's leg recorded. It does not check for conflicts:
 // that is the store's job, under its locks.
 func (m Movement) Apply(e Event) Movement {

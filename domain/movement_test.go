@@ -275,3 +275,18 @@ func TestMovementCursorBeforeIsStrict(t *testing.T) {
 		}
 	}
 }
+
+func TestMovementCloneOwnsItsLegs(t *testing.T) {
+	orig := domain.Movement{
+		Departure: &domain.Leg{Quantity: 100},
+		Arrival:   &domain.Leg{Quantity: 98},
+	}
+	c := orig.Clone()
+	c.Departure.Quantity, c.Arrival.Quantity = 1, 2
+	if orig.Departure.Quantity != 100 || orig.Arrival.Quantity != 98 {
+		t.Errorf("changing the clone changed the original: %+v %+v", *orig.Departure, *orig.Arrival)
+	}
+	if (domain.Movement{}).Clone().Departure != nil {
+		t.Error("a clone of a movement without legs grew one")
+	}
+}

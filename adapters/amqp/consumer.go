@@ -658,6 +658,26 @@ func (c *Consumer) ack(s *session, items []*item) {
 	}
 }
 
+// copyOf is a persistent copy of delivery d with headers h: the same body and
+// properties, but no Expiration, so that a dead letter never expires, and no UserId,
+// which the broker checks against the publishing connection's user.
+func copyOf(d amqp091.Delivery, h amqp091.Table) amqp091.Publishing {
+	return amqp091.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp091.Persistent,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
 // outgoingFor builds the dead letter or retry of a delivery: the same body and
 // properties, the original routing key, persistent, with the original headers but the
 // broker's death records and our own retry and rejection headers.
@@ -673,22 +693,7 @@ func (c *Consumer) outgoingFor(it *item) outgoing {
 		}
 		h[k] = v
 	}
-	msg := amqp091.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    amqp091.Persistent,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-		// No Expiration, so a dead letter never expires, and no UserId, which the broker
-		// checks against the publishing connection's user.
-	}
+	msg := copyOf(d, h)
 	if it.v.action == retryLater {
 		h[RetryHeader] = int32(it.attempt + 1)
 		return outgoing{exchange: c.opts.Topology.RetryExchange, key: d.RoutingKey, msg: msg}

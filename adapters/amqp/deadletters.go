@@ -393,21 +393,7 @@ func replayOf(exchange string, d amqp091.Delivery, dl DeadLetter) outgoing {
 			h[k] = v
 		}
 	}
-	return outgoing{exchange: exchange, key: dl.RoutingKey, msg: amqp091.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    amqp091.Persistent,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-		// No Expiration and no UserId, as for the consumer's dead letters.
-	}}
+	return outgoing{exchange: exchange, key: dl.RoutingKey, msg: copyOf(d, h)}
 }
 
 // replayDropsHeader tells the headers a replayed copy leaves behind: our verdict and

@@ -111,14 +111,14 @@ func (q *Queries) Movement(ctx context.Context, id domain.MovementID) (domain.Mo
 	// checking the identity of what came back turns that (and any other mix-up) into a miss.
 	if m, err := q.movements.Get(ctx, key); err == nil && m.ID == id {
 		q.movementHits.Inc()
-		return copyLegs(m), nil
+		return m.Clone(), nil
 	}
 	q.movementMisses.Inc()
 	m, err := load(ctx, q, q.movements, key, func(ctx context.Context) (domain.Movement, error) {
 		m, err := q.next.Movement(ctx, id)
-		return copyLegs(m), err // the cached copy is not shared with the first caller
+		return m.Clone(), err // the cached copy is not shared with the first caller
 	}, q.movementExpiry)
-	return copyLegs(m), err
+	return m.Clone(), err
 }
 
 // Stock returns the stock row from the cache, or from the next Queries on a miss.
@@ -243,20 +243,6 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 		return context.WithDeadline(d, dl)
 	}
 	return context.WithCancel(d)
-}
-
-// copyLegs gives the caller its own legs, so that nobody can change a cached movement
-// through the pointers it shares with the cache.
-func copyLegs(m domain.Movement) domain.Movement {
-	if m.Departure != nil {
-		d := *m.Departure
-		m.Departure = &d
-	}
-	if m.Arrival != nil {
-		a := *m.Arrival
-		m.Arrival = &a
-	}
-	return m
 }
 
 func movementKey(id domain.MovementID) string { return "m" + string(id[:]) }

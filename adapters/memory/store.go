@@ -71,7 +71,7 @@ func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Move
 	if !ok {
 		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, domain.ErrNotFound)
 	}
-	return copyMovement(m), nil
+	return m.Clone(), nil
 }
 
 // Stock returns one stock row.
@@ -98,7 +98,7 @@ func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.Mo
 	var items []domain.Movement
 	for m := range s.ledger.Movements() {
 		if matches(m, f) {
-			items = append(items, copyMovement(m))
+			items = append(items, m.Clone())
 		}
 	}
 	s.mu.Unlock()
@@ -161,17 +161,4 @@ func (s *Store) WarehouseStock(ctx context.Context, f ports.StockFilter) (ports.
 	}
 	page.Items = items
 	return page, nil
-}
-
-// copyMovement detaches the legs so callers cannot change the store's state.
-func copyMovement(m domain.Movement) domain.Movement {
-	if m.Departure != nil {
-		d := *m.Departure
-		m.Departure = &d
-	}
-	if m.Arrival != nil {
-		a := *m.Arrival
-		m.Arrival = &a
-	}
-	return m
 }
