@@ -105,6 +105,9 @@ func brokenRule(pkg, imp string) string {
 	if within(imp, bootstrap) && !within(pkg, cmd) && !within(pkg, bootstrap) {
 		return "only cmd/ may import bootstrap"
 	}
+	if within(imp, module+"/bench") && !within(pkg, bootstrap) && !within(pkg, module+"/bench") {
+		return "only bootstrap may import the benchmark driver"
+	}
 	std := isStd(imp)
 	switch {
 	case within(pkg, domain):
@@ -168,6 +171,10 @@ func TestCheckImports(t *testing.T) {
 		imports []string
 		bad     []string // the imports that must be reported
 	}{
+		{"adapter: the benchmark driver", "warehouse/adapters/postgres",
+			[]string{"warehouse/bench"}, []string{"warehouse/bench"}},
+		{"bootstrap: the benchmark driver", "warehouse/bootstrap",
+			[]string{"warehouse/bench"}, nil},
 		{"domain: std and uuid", "warehouse/domain",
 			[]string{"bytes", "fmt", "iter", "unicode/utf8", uuidPath}, nil},
 		{"domain: a framework", "warehouse/domain",
