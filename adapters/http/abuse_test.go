@@ -52,7 +52,7 @@ func TestSlowHeaders(t *testing.T) {
 		switch {
 		case n > 0 || errors.Is(err, io.EOF):
 			closed = true // the server answered (408) or hung up
-		case err != nil && !(errors.As(err, &ne) && ne.Timeout()):
+		case err != nil && (!errors.As(err, &ne) || !ne.Timeout()):
 			closed = true
 		}
 	}
