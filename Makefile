@@ -6,7 +6,7 @@ PKGS    ?= ./...
 LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: run build test test-short test-faults vet fmt lint docker bench bench-smoke
+.PHONY: run build test test-short test-faults vet fmt lint docker bench bench-smoke produce
 
 build:
 	$(GO) build -o $(BIN) ./cmd/warehouse
@@ -47,6 +47,11 @@ lint:
 ## docker: the container image (needs a Docker engine)
 docker:
 	docker build -t warehouse:local .
+
+## produce: publish realistic traffic to a running service (PRODUCE_FLAGS="--count 1000 --rate 100")
+PRODUCE_FLAGS ?= --count 100000
+produce: build
+	./$(BIN) produce $(PRODUCE_FLAGS)
 
 ## bench: the benchmark of docs/benchmarks (about 5 minutes; needs a quiet machine)
 bench: build
