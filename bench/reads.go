@@ -141,17 +141,7 @@ func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
 			return rr, fmt.Errorf("prime the cache: %w", err)
 		}
 	}
-	profiled := r.profile(ctx, svc, "reads-cached-serve", max(1, int(r.o.ReadsDuration.Seconds())))
-	for _, route := range routes {
-		c := rr.find(route, cacheOn)
-		c.Service = r.measureHTTP(ctx, svc.addr, paths[route], svc)
-		r.logRead("service", c.Service, route, cacheOn)
-	}
-	if rss, err := svc.peakRSS(); err == nil {
-		rr.CachedPeakRSSBytes = rss
-	}
-	profiled()
-	svc.stop()
+	rr.CachedPeakRSSBytes = r.measureServe(ctx, &rr, svc, "reads-cached-serve", cacheOn, routes, paths)
 
 	// Uncached: raw pgx point reads, then the service with CACHE_SIZE=0.
 	pool, err := openPool(ctx, dbURL, r.o.DBMaxConns)
@@ -170,18 +160,28 @@ func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
 	if err != nil {
 		return rr, err
 	}
-	profiled = r.profile(ctx, svc, "reads-uncached-serve", max(1, int(r.o.ReadsDuration.Seconds())))
+	rr.UncachedPeakRSSBytes = r.measureServe(ctx, &rr, svc, "reads-uncached-serve", cacheOff, routes, paths)
+	return rr, ctx.Err()
+}
+
+// measureServe measures the service child on every route (profiling it as name when
+// asked), stops it, and returns its peak RSS, or 0 when /proc could not tell.
+func (r *runner) measureServe(ctx context.Context, rr *ReadsResult, svc *child, name, cache string,
+	routes []string, paths map[string][]string,
+) int64 {
+	profiled := r.profile(ctx, svc, name, max(1, int(r.o.ReadsDuration.Seconds())))
 	for _, route := range routes {
-		c := rr.find(route, cacheOff)
+		c := rr.find(route, cache)
 		c.Service = r.measureHTTP(ctx, svc.addr, paths[route], svc)
-		r.logRead("service", c.Service, route, cacheOff)
+		r.logRead("service", c.Service, route, cache)
 	}
-	if rss, err := svc.peakRSS(); err == nil {
-		rr.UncachedPeakRSSBytes = rss
+	rss, err := svc.peakRSS()
+	if err != nil {
+		rss = 0
 	}
 	profiled()
 	svc.stop()
-	return rr, ctx.Err()
+	return rss
 }
 
 func (r *runner) logRead(who string, res ReadResult, route, cache string) {

@@ -6,6 +6,8 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -50,6 +52,21 @@ Usage:
 
 Configuration comes from the environment and from .env; see .env.example.
 `
+
+// parseFlags parses the flags of a subcommand that takes no positional arguments. help is
+// true when the user asked for -h (the usage is printed; the command does nothing).
+func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return false, nil
+}
 
 // setup loads the configuration and builds the logger every subcommand starts with.
 func setup() (Config, *slog.Logger, error) {

@@ -724,15 +724,7 @@ type expectedRow struct {
 
 // writeExpected writes stock as a JSON array sorted by (warehouse_id, product_id).
 func writeExpected(name string, stock map[domain.StockKey]int64) error {
-	keys := slices.SortedFunc(maps.Keys(stock), func(a, b domain.StockKey) int {
-		switch {
-		case a.Less(b):
-			return -1
-		case b.Less(a):
-			return 1
-		}
-		return 0
-	})
+	keys := slices.SortedFunc(maps.Keys(stock), domain.StockKey.Compare)
 	rows := make([]expectedRow, len(keys))
 	for i, k := range keys {
 		rows[i] = expectedRow{WarehouseID: k.Warehouse.String(), ProductID: k.Product.String(), Quantity: stock[k]}

@@ -11,14 +11,18 @@ type StockKey struct {
 	Product   ProductID
 }
 
-// Less orders keys by warehouse, then product, byte-wise as PostgreSQL orders uuid
-// values. Every store locks stock rows in this order, so concurrent batches cannot deadlock.
-func (k StockKey) Less(o StockKey) bool {
+// Compare orders keys by warehouse, then product, byte-wise as PostgreSQL orders uuid
+// values, for slices.SortFunc. Every store locks stock rows in this order, so concurrent
+// batches cannot deadlock.
+func (k StockKey) Compare(o StockKey) int {
 	if c := bytes.Compare(k.Warehouse[:], o.Warehouse[:]); c != 0 {
-		return c < 0
+		return c
 	}
-	return bytes.Compare(k.Product[:], o.Product[:]) < 0
+	return bytes.Compare(k.Product[:], o.Product[:])
 }
+
+// Less reports whether k sorts before o in Compare's order.
+func (k StockKey) Less(o StockKey) bool { return k.Compare(o) < 0 }
 
 // Stock is how much of a product a warehouse holds now.
 type Stock struct {

@@ -216,7 +216,7 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantitie
 			keys = append(keys, e.StockKey())
 		}
 	}
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, domain.StockKey.Compare)
 	ws, ps := make([][16]byte, len(keys)), make([][16]byte, len(keys))
 	for i, k := range keys {
 		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
@@ -253,16 +253,6 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantitie
 		return nil, nil, fmt.Errorf("lock stock: %w", err)
 	}
 	return quantities, placeholders, nil
-}
-
-func compareKeys(a, b domain.StockKey) int {
-	switch {
-	case a.Less(b):
-		return -1
-	case b.Less(a):
-		return 1
-	}
-	return 0
 }
 
 // writeBack inserts the stored events, upserts the movements they touch and writes the
