@@ -60,6 +60,11 @@ func TestListQueriesUseIndexes(t *testing.T) {
 	}
 	mustIndexPlan(t, db, "warehouse stock", `SELECT warehouse_id, product_id, quantity, updated_at FROM stock
 		WHERE warehouse_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`, w.String(), uuid.Nil.String(), 51)
+
+	// The point reads that concurrent requests share look each key up by its primary key.
+	keys := `'{` + w.String() + `,` + uuid.NewString() + `}'`
+	mustIndexPlan(t, db, "stock of many keys", strings.NewReplacer("$1", keys, "$2", keys).Replace(postgres.StocksQuery))
+	mustIndexPlan(t, db, "movements of many ids", strings.Replace(postgres.MovementsByIDQuery, "$1", keys, 1))
 }
 
 func mustExec(t *testing.T, db *bun.DB, query string) {

@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 
 	"warehouse/domain"
@@ -15,35 +17,123 @@ import (
 
 // Point reads bypass Bun's formatting: they go to pgx with their arguments and the
 // cache-statement mode, so each connection prepares them once and then only binds and
-// executes — the hot path of the API when the cache misses.
+// executes — the hot path of the API when the cache misses. Concurrent point reads of one
+// kind are coalesced (see coalescer): a lone read runs the one-key query, reads that pile
+// up behind busy queries share one array query.
 const (
-	movementQuery = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = $1`
-	stockQuery    = `SELECT quantity, updated_at FROM stock WHERE warehouse_id = $1 AND product_id = $2`
+	movementQuery      = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = $1`
+	movementsByIDQuery = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = ANY($1::uuid[])`
+	stockQuery         = `SELECT quantity, updated_at FROM stock WHERE warehouse_id = $1 AND product_id = $2`
+	// LATERAL keeps one primary-key lookup per key whatever the planner thinks of unnest.
+	stocksQuery = `SELECT k.n, s.quantity, s.updated_at
+		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(w, p, n)
+		CROSS JOIN LATERAL (SELECT quantity, updated_at FROM stock
+			WHERE warehouse_id = k.w AND product_id = k.p) s`
+)
+
+// Point-read coalescing: at most pointReadQueries queries of a kind at once (leaving the
+// rest of the pool to lists and ingest), each answering up to pointReadBatch reads.
+const (
+	pointReadQueries = 4
+	pointReadBatch   = 256
 )
 
 // Movement returns one movement.
 func (s *Store) Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error) {
-	var r movementRow
-	err := s.db.DB.QueryRowContext(ctx, movementQuery, pgx.QueryExecModeCacheStatement, [16]byte(id)).Scan(
-		&r.MovementID, &r.ProductID,
-		&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
-		&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity)
+	m, err := s.movementReads.get(ctx, id)
 	if err != nil {
-		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, translate(err))
+		return domain.Movement{}, fmt.Errorf("movement %s: %w", id, err)
 	}
-	return r.domain(), nil
+	return m, nil
 }
 
 // Stock returns one stock row.
 func (s *Store) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
-	st := domain.Stock{WarehouseID: w, ProductID: p}
-	err := s.db.DB.QueryRowContext(ctx, stockQuery, pgx.QueryExecModeCacheStatement, [16]byte(w), [16]byte(p)).
-		Scan(&st.Quantity, &st.UpdatedAt)
+	st, err := s.stockReads.get(ctx, domain.StockKey{Warehouse: w, Product: p})
 	if err != nil {
-		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, translate(err))
+		return domain.Stock{}, fmt.Errorf("stock of product %s at warehouse %s: %w", p, w, err)
 	}
-	st.UpdatedAt = st.UpdatedAt.UTC()
 	return st, nil
+}
+
+// fetchMovements reads the movements of distinct ids.
+func (s *Store) fetchMovements(ctx context.Context, ids []domain.MovementID) (map[domain.MovementID]domain.Movement, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if len(ids) == 1 {
+		rows, err = s.db.DB.QueryContext(ctx, movementQuery, pgx.QueryExecModeCacheStatement, [16]byte(ids[0]))
+	} else {
+		arr := make([][16]byte, len(ids))
+		for i, id := range ids {
+			arr[i] = [16]byte(id)
+		}
+		rows, err = s.db.DB.QueryContext(ctx, movementsByIDQuery, pgx.QueryExecModeCacheStatement, arr)
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	found := make(map[domain.MovementID]domain.Movement, len(ids))
+	for rows.Next() {
+		var r movementRow
+		if err := rows.Scan(&r.MovementID, &r.ProductID,
+			&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
+			&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity); err != nil {
+			return nil, translate(err)
+		}
+		found[domain.MovementID(r.MovementID)] = r.domain()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return found, nil
+}
+
+// fetchStock reads the stock rows of distinct keys.
+func (s *Store) fetchStock(ctx context.Context, keys []domain.StockKey) (map[domain.StockKey]domain.Stock, error) {
+	found := make(map[domain.StockKey]domain.Stock, len(keys))
+	if len(keys) == 1 {
+		st := domain.Stock{WarehouseID: keys[0].Warehouse, ProductID: keys[0].Product}
+		err := s.db.DB.QueryRowContext(ctx, stockQuery, pgx.QueryExecModeCacheStatement,
+			[16]byte(keys[0].Warehouse), [16]byte(keys[0].Product)).Scan(&st.Quantity, &st.UpdatedAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return nil, translate(err)
+		default:
+			st.UpdatedAt = st.UpdatedAt.UTC()
+			found[keys[0]] = st
+		}
+		return found, nil
+	}
+	ws, ps := make([][16]byte, len(keys)), make([][16]byte, len(keys))
+	for i, k := range keys {
+		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
+	}
+	rows, err := s.db.DB.QueryContext(ctx, stocksQuery, pgx.QueryExecModeCacheStatement, ws, ps)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n int64
+		var st domain.Stock
+		if err := rows.Scan(&n, &st.Quantity, &st.UpdatedAt); err != nil {
+			return nil, translate(err)
+		}
+		if n < 1 || n > int64(len(keys)) {
+			return nil, fmt.Errorf("stock read: ordinal %d of %d keys", n, len(keys))
+		}
+		k := keys[n-1]
+		st.WarehouseID, st.ProductID, st.UpdatedAt = k.Warehouse, k.Product, st.UpdatedAt.UTC()
+		found[k] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return found, nil
 }
 
 // Movements lists movements newest first by (moved_at, movement_id). Each filter has an

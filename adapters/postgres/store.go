@@ -20,13 +20,20 @@ import (
 
 // Store implements ports.Store on PostgreSQL.
 type Store struct {
-	db *bun.DB
+	db            *bun.DB
+	movementReads *coalescer[domain.MovementID, domain.Movement]
+	stockReads    *coalescer[domain.StockKey, domain.Stock]
 }
 
 var _ ports.Store = (*Store)(nil)
 
 // NewStore returns a Store on db, whose schema Migrate has brought up to date.
-func NewStore(db *bun.DB) *Store { return &Store{db: db} }
+func NewStore(db *bun.DB) *Store {
+	s := &Store{db: db}
+	s.movementReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchMovements)
+	s.stockReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchStock)
+	return s
+}
 
 // errLostRace means a concurrent batch committed, between our reads and our writes, an
 // event or movement leg that our judgement did not see: an event with the same identity
