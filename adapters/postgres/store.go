@@ -2,16 +2,16 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 
 	"warehouse/domain"
@@ -78,7 +78,7 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 
 func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities bool) ([]error, error) {
 	var results []error
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		movements, err := loadMovements(ctx, tx, events)
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func judge(events []domain.Event, movements []domain.Movement, identities []doma
 }
 
 // loadMovements reads the batch's stored movements.
-func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Movement, error) {
+func loadMovements(ctx context.Context, tx pgx.Tx, events []domain.Event) ([]domain.Movement, error) {
 	ids := make([][16]byte, 0, len(events))
 	seen := make(map[domain.MovementID]struct{}, len(events))
 	for _, e := range events {
@@ -184,7 +184,7 @@ func loadMovements(ctx context.Context, tx bun.Tx, events []domain.Event) ([]dom
 }
 
 // loadIdentities returns the identities of events that are already stored.
-func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event) ([]domain.Identity, error) {
+func loadIdentities(ctx context.Context, tx pgx.Tx, events []domain.Event) ([]domain.Identity, error) {
 	sources, ids := make([]string, len(events)), make([]string, len(events))
 	for i, e := range events {
 		sources[i], ids[i] = e.Source, e.ID
@@ -214,7 +214,7 @@ func loadIdentities(ctx context.Context, tx bun.Tx, events []domain.Event) ([]do
 
 // lockStock locks (creating placeholders for) every stock row of the batch in sorted
 // order. It returns the quantities of the rows that existed and the placeholders' keys.
-func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantities map[domain.StockKey]int64, placeholders map[domain.StockKey]bool, err error) {
+func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (quantities map[domain.StockKey]int64, placeholders map[domain.StockKey]bool, err error) {
 	keys := make([]domain.StockKey, 0, len(events))
 	seen := make(map[domain.StockKey]struct{}, len(events))
 	for _, e := range events {
@@ -265,7 +265,7 @@ func lockStock(ctx context.Context, tx bun.Tx, events []domain.Event) (quantitie
 // writeBack inserts the stored events, upserts the movements they touch and writes the
 // final stock; then it deletes the stock placeholders that stayed unused. Rows go in
 // sorted key order, so concurrent batches meet on the unique indexes in the same order.
-func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
 	if len(stored) > 0 {
 		if err := insertEvents(ctx, tx, stored); err != nil {
 			return err
@@ -291,9 +291,37 @@ func writeBack(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.
 	return nil
 }
 
+// eventColumns are the columns insertEvents copies, in eventRows' order.
+var eventColumns = []string{"source", "id", "movement_id", "event", "warehouse_id", "product_id",
+	"quantity", "occurred_at", "event_time", "attributes"}
+
+// eventRows is a pgx.CopyFromSource over events, one row of eventColumns each.
+type eventRows struct {
+	events []domain.Event
+	next   int
+	row    [10]any
+}
+
+func (r *eventRows) Next() bool { r.next++; return r.next <= len(r.events) }
+func (r *eventRows) Err() error { return nil }
+
+func (r *eventRows) Values() ([]any, error) {
+	e := &r.events[r.next-1]
+	var eventTime, attrs any
+	if !e.Time.IsZero() {
+		eventTime = e.Time
+	}
+	if len(e.Attributes) > 0 {
+		attrs = e.Attributes // raw JSON: pgx sends a []byte to jsonb as it is
+	}
+	r.row = [10]any{e.Source, e.ID, [16]byte(e.MovementID), string(e.Kind), [16]byte(e.WarehouseID),
+		[16]byte(e.ProductID), e.Quantity, e.Timestamp, eventTime, attrs}
+	return r.row[:], nil
+}
+
 // insertEvents inserts the stored events; one that a concurrent batch committed first
 // (same identity or movement leg) violates a unique key and is reported as a lost race.
-func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
+func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	sorted := slices.Clone(stored)
 	slices.SortFunc(sorted, func(a, b domain.Event) int {
 		if c := slices.Compare(a.MovementID[:], b.MovementID[:]); c != 0 {
@@ -301,28 +329,11 @@ func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 		}
 		return strings.Compare(string(a.Kind), string(b.Kind))
 	})
-	n := len(sorted)
-	src, id, kind, attrs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	mid, wid, pid := make([][16]byte, n), make([][16]byte, n), make([][16]byte, n)
-	qty := make([]int64, n)
-	at, etime := make([]time.Time, n), make([]*time.Time, n)
-	for i, e := range sorted {
-		src[i], id[i], mid[i], kind[i] = e.Source, e.ID, [16]byte(e.MovementID), string(e.Kind)
-		wid[i], pid[i], qty[i], at[i] = [16]byte(e.WarehouseID), [16]byte(e.ProductID), e.Quantity, e.Timestamp
-		if !e.Time.IsZero() {
-			etime[i] = &sorted[i].Time
-		}
-		attrs[i] = string(e.Attributes)
-	}
-	// A plain INSERT: ON CONFLICT DO NOTHING costs a speculative insertion per row, to
-	// handle a race that is rare. A unique violation aborts the transaction instead, and
-	// the batch is judged again.
-	_, err := exec(ctx, tx, `INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id,
-			quantity, occurred_at, event_time, attributes)
-		SELECT s, i, m, k, w, p, q, t, et, NULLIF(a, '')::jsonb
-		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::uuid[], $6::uuid[],
-			$7::bigint[], $8::timestamptz[], $9::timestamptz[], $10::text[]) AS u(s, i, m, k, w, p, q, t, et, a)`,
-		src, id, mid, kind, wid, pid, qty, at, etime, attrs)
+	// COPY streams the rows in binary without building ten parameter arrays, and the
+	// server inserts them in multi-row batches; a unique violation aborts it like any
+	// statement. No ON CONFLICT DO NOTHING, which would cost a speculative insertion per
+	// row to handle a race that is rare: the batch is judged again instead.
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &eventRows{events: sorted})
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
 		return errLostRace
@@ -337,7 +348,7 @@ func insertEvents(ctx context.Context, tx bun.Tx, stored []domain.Event) error {
 // concurrent batch created or completed meanwhile is merged leg by leg (each leg was
 // written by exactly one batch: the events' unique keys saw to that); a product that
 // differs from the stored one means a race this batch lost.
-func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger) error {
+func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger) error {
 	ids := make([]domain.MovementID, 0, len(stored))
 	seen := make(map[domain.MovementID]struct{}, len(stored))
 	for _, e := range stored {
@@ -377,14 +388,14 @@ func upsertMovements(ctx context.Context, tx bun.Tx, stored []domain.Event, l *d
 	if err != nil {
 		return fmt.Errorf("upsert movements: %w", err)
 	}
-	if affected, err := res.RowsAffected(); err != nil || affected != int64(n) {
+	if res.RowsAffected() != int64(n) {
 		return errLostRace
 	}
 	return nil
 }
 
 // updateStock writes the final quantity of every stock row a stored event changed.
-func updateStock(ctx context.Context, tx bun.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+func updateStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
 	seen := make(map[domain.StockKey]struct{}, len(stored))
 	var ws, ps [][16]byte
 	var qs []int64
@@ -427,15 +438,34 @@ func (c *legColumns) set(i int, l *domain.Leg) {
 	c.warehouse[i], c.source[i], c.at[i], c.quantity[i] = &w, &l.Source, &l.Timestamp, &l.Quantity
 }
 
-// The write path sends its arrays to pgx as arguments in cache-statement mode rather than
-// through Bun, which would format thousands of array elements into SQL text for the server
-// to parse again: each statement is prepared once per connection and its arrays travel
-// in binary. UUIDs go as [16]byte, which pgx's uuid codec takes directly; a uuid.UUID
-// would go through driver.Valuer and text formatting (9% of the CPU of a point read).
-func exec(ctx context.Context, tx bun.Tx, query string, args ...any) (sql.Result, error) {
-	return tx.Tx.ExecContext(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+// The write path runs on the pgx connection under database/sql (see inTx) and sends its
+// arrays as arguments in cache-statement mode rather than through Bun, which would format
+// thousands of array elements into SQL text for the server to parse again: each statement
+// is prepared once per connection and its arrays travel in binary. UUIDs go as [16]byte,
+// which pgx's uuid codec takes directly; a uuid.UUID would go through driver.Valuer and
+// text formatting (9% of the CPU of a point read).
+func exec(ctx context.Context, tx pgx.Tx, query string, args ...any) (pgconn.CommandTag, error) {
+	return tx.Exec(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
 }
 
-func query(ctx context.Context, tx bun.Tx, query string, args ...any) (*sql.Rows, error) {
-	return tx.Tx.QueryContext(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+func query(ctx context.Context, tx pgx.Tx, query string, args ...any) (pgx.Rows, error) {
+	return tx.Query(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+}
+
+// inTx runs fn in a transaction on a pooled connection's own pgx connection: the write
+// path needs pgx's COPY, which database/sql cannot express. The connection goes back to
+// the pool afterwards; a broken one is discarded by the pool's validity check.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	conn, err := s.db.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		pc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("driver connection is %T, not pgx", driverConn)
+		}
+		return pgx.BeginFunc(ctx, pc.Conn(), fn)
+	})
 }
