@@ -278,21 +278,11 @@ func procCPUSeconds(pid int) (float64, error) {
 	if err != nil {
 		return 0, errNoProc
 	}
-	// the command name in parentheses may hold spaces: fields count from the last ')'
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
+	st, err := parseProcStat(b)
+	if err != nil {
+		return 0, err
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("malformed /proc stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("malformed /proc stat")
-	}
-	return float64(utime+stime) / 100, nil
+	return float64(st.ticks) / clockTicks, nil
 }
 
 // hostCPU is a snapshot of /proc/stat's first line: busy and total jiffies of all CPUs.

@@ -29,6 +29,11 @@ type IngestResult struct {
 	// of all CPUs busy (everything on the machine: broker, database, benchmark).
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	HostCPUBusy float64 `json:"host_cpu_busy"`
+	// PostgresCPUSeconds and BrokerCPUSeconds are the CPU time of all PostgreSQL server
+	// processes and all RabbitMQ processes on this machine over the same interval as
+	// HostCPUBusy (from /proc; processes that exited during it are not counted).
+	PostgresCPUSeconds float64 `json:"postgres_cpu_seconds,omitempty"`
+	BrokerCPUSeconds   float64 `json:"broker_cpu_seconds,omitempty"`
 	// What the service reported on /metrics at the end.
 	Stored          int64   `json:"stored,omitempty"`
 	Duplicates      int64   `json:"duplicates,omitempty"`
@@ -160,6 +165,7 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 	res.StartupSeconds = t0.Sub(spawn).Seconds()
 	cpu0, _ := c.cpuSeconds()
 	host0, _ := readHostCPU()
+	proc0 := readProcCPU()
 	profiled := r.profile(ctx, c, phase+"-consume", r.profileSeconds())
 
 	progress := func(ctx context.Context) (int64, error) {
@@ -176,6 +182,7 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 		return res, err
 	}
 	res.HostCPUBusy = host0.busySince()
+	res.setProcCPU(readProcCPU().since(proc0))
 	if cpu1, err := c.cpuSeconds(); err == nil {
 		res.CPUSeconds = cpu1 - cpu0
 	}
@@ -233,6 +240,7 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 		return res, errors.New("bare consumer did not subscribe in time")
 	}
 	host0, _ := readHostCPU()
+	proc0 := readProcCPU()
 	progress := func(context.Context) (int64, error) {
 		select {
 		case <-done:
@@ -245,6 +253,7 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 	}
 	err := r.ingest(ctx, t0, &res, progress, publish)
 	res.HostCPUBusy = host0.busySince()
+	res.setProcCPU(readProcCPU().since(proc0))
 	cancel()
 	<-done
 	if err != nil {

@@ -60,6 +60,11 @@ type ReadResult struct {
 	HostCPUBusy float64 `json:"host_cpu_busy"`
 	// CPUSeconds is the server process's CPU time during the measurement (not for pgx).
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"`
+	// PostgresCPUSeconds and BrokerCPUSeconds are the CPU time of all PostgreSQL server
+	// processes and all RabbitMQ processes on this machine during the measurement (from
+	// /proc; processes that exited during it are not counted).
+	PostgresCPUSeconds float64 `json:"postgres_cpu_seconds,omitempty"`
+	BrokerCPUSeconds   float64 `json:"broker_cpu_seconds,omitempty"`
 	// CacheHitRatio is the service cache's hits / (hits + misses) during the measurement.
 	CacheHitRatio *float64 `json:"cache_hit_ratio,omitempty"`
 }
@@ -336,6 +341,7 @@ func (r *runner) load(ctx context.Context, d time.Duration, newOp func(worker in
 		wg       sync.WaitGroup
 	)
 	host0, _ := readHostCPU()
+	proc0 := readProcCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for w := range n {
@@ -366,6 +372,7 @@ func (r *runner) load(ctx context.Context, d time.Duration, newOp func(worker in
 	wg.Wait()
 	elapsed := time.Since(start)
 	res := ReadResult{Seconds: elapsed.Seconds(), HostCPUBusy: host0.busySince()}
+	res.setProcCPU(readProcCPU().since(proc0))
 	all := slices.Concat(lats...)
 	slices.Sort(all)
 	res.Requests = int64(len(all))

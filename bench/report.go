@@ -368,8 +368,8 @@ func (rep *Report) markdown() string {
 	b.WriteString("![Read latency percentiles](reads.svg)\n\n")
 
 	b.WriteString("## Details\n\n")
-	b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range []struct {
 		phase, who string
 		res        IngestResult
@@ -378,21 +378,23 @@ func (rep *Report) markdown() string {
 		{"pipeline", "service", rep.Pipeline.Service}, {"pipeline", "bare pipeline", rep.Pipeline.Ceiling},
 	} {
 		r := p.res
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
-			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2), 100*r.HostCPUBusy,
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
+			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2),
+			opt(r.PostgresCPUSeconds, 2), opt(r.BrokerCPUSeconds, 2), 100*r.HostCPUBusy,
 			opt(r.MeanBatchSize, 0), opt(r.MeanBatchMillis, 1), mib(r.PeakRSSBytes))
 	}
-	b.WriteString("\n| reads | who | requests | req/s | mean ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | service CPU s | host CPU busy |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| reads | who | requests | req/s | mean ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range rep.Reads.Cases {
 		for _, x := range []struct {
 			who string
 			res ReadResult
 		}{{"service", c.Service}, {c.CeilingKind, c.Ceiling}} {
 			r := x.res
-			fmt.Fprintf(&b, "| %s, %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.0f%% |\n",
+			fmt.Fprintf(&b, "| %s, %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f%% |\n",
 				c.Route, c.Cache, x.who, group(r.Requests), group(int64(r.RequestsPerSecond+0.5)),
-				r.MeanMs, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs, opt(r.CPUSeconds, 2), 100*r.HostCPUBusy)
+				r.MeanMs, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs, opt(r.CPUSeconds, 2),
+				opt(r.PostgresCPUSeconds, 2), opt(r.BrokerCPUSeconds, 2), 100*r.HostCPUBusy)
 		}
 	}
 	fmt.Fprintf(&b, "\nKeys: %s stock rows and %s movements, drawn uniformly at random.\n", group(int64(rep.Reads.StockKeys)), group(int64(rep.Reads.MovementKeys)))
@@ -425,6 +427,10 @@ const methodNotes = `
   ` + "`DB_MAX_CONNS`" + `, as many goroutines as connections), without HTTP.
 - **Peak RSS** is the service process's ` + "`VmHWM`" + ` from ` + "`/proc/<pid>/status`" + `, read at the end of its phase (a fresh
   process per phase).
+- **PostgreSQL CPU s** and **RabbitMQ CPU s** are the CPU time (utime + stime from ` + "`/proc/<pid>/stat`" + `) of every
+  process on this machine named ` + "`postgres`" + `, and of ` + "`beam.smp`" + ` with its helpers (` + "`erl_child_setup`" + `, ` + "`epmd`" + `,
+  ` + "`inet_gethost`" + `), over the same interval as host CPU busy. Processes that exit during the interval are not
+  counted; a dash means no CPU time was seen (e.g. the database or broker runs on another machine).
 - Correctness is checked, not assumed: after each service phase the stored events and every stock row are compared
   with what the generator expects, and the service must have dead-lettered, retried and deduplicated nothing.
 `
