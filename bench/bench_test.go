@@ -22,7 +22,8 @@ import (
 	"warehouse/bench"
 )
 
-// TestSmoke runs the whole benchmark at smoke sizes against the configured PostgreSQL and
+// TestSmoke runs the whole benchmark at smoke sizes, in two rounds (so that the rounds'
+// names, checks and median are exercised), against the configured PostgreSQL and
 // RabbitMQ, and checks that the report files are written and parse. It asserts nothing
 // about speed. It skips when the services are unreachable, unless CI=true.
 func TestSmoke(t *testing.T) {
@@ -37,7 +38,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout bytes.Buffer
 	rep, err := bench.Run(ctx, bench.Options{
-		Binary: bin, DatabaseURL: dbURL, AMQPURL: amqpURL, Smoke: true, OutDir: out,
+		Binary: bin, DatabaseURL: dbURL, AMQPURL: amqpURL, Smoke: true, Rounds: 2, OutDir: out,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}, &stdout)
 	if err != nil {
@@ -74,6 +75,31 @@ func TestSmoke(t *testing.T) {
 	if got.Drain.Service.EventsPerSecond <= 0 || got.Drain.Ceiling.EventsPerSecond <= 0 {
 		t.Errorf("drain figures missing: %+v", got.Drain)
 	}
+	if got.Settings.Rounds != 2 {
+		t.Errorf("settings: %d rounds, want 2", got.Settings.Rounds)
+	}
+	for _, p := range []struct {
+		name string
+		pair bench.Pair
+	}{{"drain", got.Drain}, {"pipeline", got.Pipeline}} {
+		if len(p.pair.Rounds) != 2 {
+			t.Errorf("%s: %d rounds in results.json, want 2", p.name, len(p.pair.Rounds))
+			continue
+		}
+		if p.pair.Chosen < 0 || p.pair.Chosen >= len(p.pair.Rounds) {
+			t.Errorf("%s: chosen_round %d out of range", p.name, p.pair.Chosen)
+			continue
+		}
+		if c := p.pair.Rounds[p.pair.Chosen]; c.Service != p.pair.Service.EventsPerSecond || c.Ceiling != p.pair.Ceiling.EventsPerSecond {
+			t.Errorf("%s: the pair shown (%v / %v) is not round %d's %+v", p.name,
+				p.pair.Service.EventsPerSecond, p.pair.Ceiling.EventsPerSecond, p.pair.Chosen, c)
+		}
+		for i, rr := range p.pair.Rounds {
+			if rr.Service <= 0 || rr.Ceiling <= 0 || rr.Ratio <= 0 {
+				t.Errorf("%s: round %d figures missing: %+v", p.name, i, rr)
+			}
+		}
+	}
 	// PostgreSQL and RabbitMQ may run on another machine, where /proc does not see them.
 	t.Logf("drain CPU seconds: service %.2f, PostgreSQL %.2f, RabbitMQ %.2f",
 		got.Drain.Service.CPUSeconds, got.Drain.Service.PostgresCPUSeconds, got.Drain.Service.BrokerCPUSeconds)
@@ -85,7 +111,8 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| phase | case |", "drain.svg", "pipeline.svg", "reads.svg",
+	for _, want := range []string{"| phase | case |", "drain.svg", "pipeline.svg", "reads.svg", "median of 2 rounds (ratios ",
+		"drain and pipeline in 2 alternating rounds (ceiling, then service), the median round shown",
 		"| service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("README.md lacks %q", want)

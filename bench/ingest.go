@@ -64,12 +64,15 @@ func (r *runner) profileSeconds() int {
 	return 5
 }
 
-func (r *runner) serviceDrain(ctx context.Context) (IngestResult, string, error) {
-	dbURL, err := r.createDatabase(ctx, "drain", true)
+// serviceDrain, servicePipeline, bareDrain and barePipeline measure round i (0-based) of
+// their phase, on a database or table, a topology and a child of the round's own.
+
+func (r *runner) serviceDrain(ctx context.Context, i int) (IngestResult, string, error) {
+	dbURL, err := r.createDatabase(ctx, "drain"+roundSuffix(i, "_"), true)
 	if err != nil {
 		return IngestResult{}, "", err
 	}
-	t, err := r.declare("drain")
+	t, err := r.declare("drain" + roundSuffix(i, "-"))
 	if err != nil {
 		return IngestResult{}, "", err
 	}
@@ -77,31 +80,32 @@ func (r *runner) serviceDrain(ctx context.Context) (IngestResult, string, error)
 		return IngestResult{}, "", err
 	}
 	r.checkpoint(ctx)
-	res, err := r.serviceIngest(ctx, "drain", dbURL, t, nil)
+	res, err := r.serviceIngest(ctx, "drain"+roundSuffix(i, "-"), dbURL, t, nil)
 	return res, dbURL, err
 }
 
-func (r *runner) servicePipeline(ctx context.Context) (IngestResult, error) {
-	dbURL, err := r.createDatabase(ctx, "pipeline", true)
+func (r *runner) servicePipeline(ctx context.Context, i int) (IngestResult, error) {
+	dbURL, err := r.createDatabase(ctx, "pipeline"+roundSuffix(i, "_"), true)
 	if err != nil {
 		return IngestResult{}, err
 	}
-	t, err := r.declare("pipeline")
+	t, err := r.declare("pipeline" + roundSuffix(i, "-"))
 	if err != nil {
 		return IngestResult{}, err
 	}
 	r.checkpoint(ctx)
-	return r.serviceIngest(ctx, "pipeline", dbURL, t, func(ctx context.Context, c *atomic.Int64) error {
+	return r.serviceIngest(ctx, "pipeline"+roundSuffix(i, "-"), dbURL, t, func(ctx context.Context, c *atomic.Int64) error {
 		return r.publishProject(ctx, t.Exchange, r.stream.project, c)
 	})
 }
 
-func (r *runner) bareDrain(ctx context.Context) (IngestResult, error) {
-	dbURL, err := r.bareTable(ctx, "bare_drain")
+func (r *runner) bareDrain(ctx context.Context, i int) (IngestResult, error) {
+	table := "bare_drain" + roundSuffix(i, "_")
+	dbURL, err := r.bareTable(ctx, table)
 	if err != nil {
 		return IngestResult{}, err
 	}
-	t, err := r.declare("bare-drain")
+	t, err := r.declare("bare-drain" + roundSuffix(i, "-"))
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -109,25 +113,27 @@ func (r *runner) bareDrain(ctx context.Context) (IngestResult, error) {
 		return IngestResult{}, err
 	}
 	r.checkpoint(ctx)
-	return r.bareIngest(ctx, "drain", dbURL, "bare_drain", t, nil)
+	return r.bareIngest(ctx, "drain"+roundSuffix(i, "-"), dbURL, table, t, nil)
 }
 
-func (r *runner) barePipeline(ctx context.Context) (IngestResult, error) {
-	dbURL, err := r.bareTable(ctx, "bare_pipeline")
+func (r *runner) barePipeline(ctx context.Context, i int) (IngestResult, error) {
+	table := "bare_pipeline" + roundSuffix(i, "_")
+	dbURL, err := r.bareTable(ctx, table)
 	if err != nil {
 		return IngestResult{}, err
 	}
-	t, err := r.declare("bare-pipeline")
+	t, err := r.declare("bare-pipeline" + roundSuffix(i, "-"))
 	if err != nil {
 		return IngestResult{}, err
 	}
 	r.checkpoint(ctx)
-	return r.bareIngest(ctx, "pipeline", dbURL, "bare_pipeline", t, func(ctx context.Context, c *atomic.Int64) error {
+	return r.bareIngest(ctx, "pipeline"+roundSuffix(i, "-"), dbURL, table, t, func(ctx context.Context, c *atomic.Int64) error {
 		return r.publishBare(ctx, t.Exchange, r.stream.msgs, c)
 	})
 }
 
-// bareTable creates the plain table in the run's bare database (created on first use).
+// bareTable creates the plain table in the run's bare database (created on first use),
+// shared by every bare phase and round.
 func (r *runner) bareTable(ctx context.Context, table string) (string, error) {
 	dbURL, err := r.createDatabase(ctx, "bare", false)
 	if err != nil {
@@ -143,7 +149,8 @@ func (r *runner) bareTable(ctx context.Context, table string) (string, error) {
 }
 
 // serviceIngest runs `warehouse consume` on t and dbURL until it has committed the
-// stream (already in the queue, or published by publish once it is ready).
+// stream (already in the queue, or published by publish once it is ready). phase, with
+// its round, names the child's log and profiles.
 func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpadapter.Topology, publish publishFunc) (IngestResult, error) {
 	res := IngestResult{Events: len(r.stream.msgs)}
 	addr, err := freeAddr(ctx)

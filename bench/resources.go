@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,7 +75,9 @@ func (r *runner) createDatabase(ctx context.Context, suffix string, migrate bool
 	if _, err := postgres.EnsureDatabase(cctx, dbURL); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	r.databases = append(r.databases, name)
+	if !slices.Contains(r.databases, name) { // the bare database serves every bare phase
+		r.databases = append(r.databases, name)
+	}
 	if !migrate {
 		return dbURL, nil
 	}
@@ -153,18 +157,7 @@ func (r *runner) cleanup(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if admin, err := r.adminURL(); err == nil && len(r.databases) > 0 {
-		if conn, err := pgx.Connect(ctx, admin); err == nil {
-			for _, name := range r.databases {
-				if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-					r.log.Warn("drop database", "database", name, "err", err)
-				}
-			}
-			_ = conn.Close(ctx)
-		} else {
-			r.log.Warn("databases left behind", "databases", r.databases, "err", err)
-		}
-	}
+	r.dropDatabases(ctx, slices.Clone(r.databases)...)
 	if len(r.topologies) == 0 {
 		return
 	}
@@ -186,6 +179,40 @@ func (r *runner) cleanup(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// dropDatabases drops these databases of the run and forgets them. One that could not be
+// dropped stays in r.databases, for cleanup to try again (and to warn about).
+func (r *runner) dropDatabases(ctx context.Context, names ...string) {
+	if len(names) == 0 {
+		return
+	}
+	admin, err := r.adminURL()
+	if err != nil {
+		return
+	}
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		r.log.Warn("databases not dropped", "databases", names, "err", err)
+		return
+	}
+	defer conn.Close(ctx)
+	for _, name := range names {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			r.log.Warn("drop database", "database", name, "err", err)
+			continue
+		}
+		r.databases = slices.DeleteFunc(r.databases, func(n string) bool { return n == name })
+	}
+}
+
+// databaseName is the database of a URL made by createDatabase.
+func databaseName(dbURL string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(u.Path, "/")
 }
 
 // withChannel runs fn on a fresh channel: a failed operation closes its channel.

@@ -45,9 +45,10 @@ func Bench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events in the stream of the drain and pipeline phases")
 	fs.DurationVar(&o.ReadsDuration, "reads-duration", bench.DefaultReadsDuration, "measured duration of each read case")
 	fs.IntVar(&o.Connections, "connections", bench.DefaultConnections, "concurrent HTTP connections (and pgx goroutines) of the read phase")
+	fs.IntVar(&o.Rounds, "rounds", bench.DefaultRounds, "rounds of the drain and pipeline phases, 1 to 9, each the ceiling then the service; the median round is reported")
 	fs.StringVar(&o.OutDir, "out", bench.DefaultOutDir, "directory of results.json, README.md and the charts")
-	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads) to check that the benchmark works; the figures mean nothing",
-		bench.SmokeEvents, bench.SmokeReadsDuration))
+	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads, %d round) to check that the benchmark works; the figures mean nothing",
+		bench.SmokeEvents, bench.SmokeReadsDuration, bench.SmokeRounds))
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of the service processes to this directory")
 	var bareAddr string
 	fs.StringVar(&bareAddr, "bare-server", "", "internal: serve the bare Fiber ceiling of the read phase on this address over DATABASE_URL (the benchmark runs it as a child)")
@@ -66,6 +67,9 @@ func Bench(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if !set["reads-duration"] {
 			o.ReadsDuration = bench.SmokeReadsDuration
+		}
+		if !set["rounds"] {
+			o.Rounds = bench.SmokeRounds
 		}
 		if !set["out"] {
 			o.OutDir = filepath.Join(os.TempDir(), "warehouse-bench-smoke")
