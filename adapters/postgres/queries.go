@@ -15,20 +15,20 @@ import (
 	"warehouse/ports"
 )
 
-// Point reads bypass Bun's formatting: they go to pgx with their arguments and the
-// cache-statement mode, so each connection prepares them once and then only binds and
-// executes — the hot path of the API when the cache misses. Concurrent point reads of one
-// kind are coalesced (see coalescer): a lone read runs the one-key query, reads that pile
-// up behind busy queries share one array query.
+// Point reads bypass Bun's formatting: they go to pgx with their arguments. The one-key
+// queries are prepared once per connection (cache-statement mode) and then only bound and
+// executed — the hot path of the API when the cache misses; a primary-key equality has
+// the same plan whatever the statistics. Concurrent point reads of one kind are coalesced
+// (see coalescer): a lone read runs the one-key query, reads that pile up behind busy
+// queries share one array query, which is planned for its array each time (cache-describe
+// mode; see exec in store.go for why a reused generic plan is a trap).
 const (
 	movementQuery      = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = $1`
 	movementsByIDQuery = `SELECT ` + movementColumns + ` FROM movements WHERE movement_id = ANY($1::uuid[])`
 	stockQuery         = `SELECT quantity, updated_at FROM stock WHERE warehouse_id = $1 AND product_id = $2`
-	// LATERAL keeps one primary-key lookup per key whatever the planner thinks of unnest.
-	stocksQuery = `SELECT k.n, s.quantity, s.updated_at
+	stocksQuery        = `SELECT k.n, s.quantity, s.updated_at
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(w, p, n)
-		CROSS JOIN LATERAL (SELECT quantity, updated_at FROM stock
-			WHERE warehouse_id = k.w AND product_id = k.p) s`
+		JOIN stock s ON s.warehouse_id = k.w AND s.product_id = k.p`
 )
 
 // Point-read coalescing: at most pointReadQueries queries of a kind at once (leaving the
@@ -69,7 +69,7 @@ func (s *Store) fetchMovements(ctx context.Context, ids []domain.MovementID) (ma
 		for i, id := range ids {
 			arr[i] = [16]byte(id)
 		}
-		rows, err = s.db.DB.QueryContext(ctx, movementsByIDQuery, pgx.QueryExecModeCacheStatement, arr)
+		rows, err = s.db.DB.QueryContext(ctx, movementsByIDQuery, pgx.QueryExecModeCacheDescribe, arr)
 	}
 	if err != nil {
 		return nil, translate(err)
@@ -112,7 +112,7 @@ func (s *Store) fetchStock(ctx context.Context, keys []domain.StockKey) (map[dom
 	for i, k := range keys {
 		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
 	}
-	rows, err := s.db.DB.QueryContext(ctx, stocksQuery, pgx.QueryExecModeCacheStatement, ws, ps)
+	rows, err := s.db.DB.QueryContext(ctx, stocksQuery, pgx.QueryExecModeCacheDescribe, ws, ps)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -189,11 +189,8 @@ func loadIdentities(ctx context.Context, tx pgx.Tx, events []domain.Event) ([]do
 	for i, e := range events {
 		sources[i], ids[i] = e.Source, e.ID
 	}
-	// LATERAL keeps the plan a primary-key lookup per event even while the planner's
-	// statistics still think the table is small.
 	rows, err := query(ctx, tx, `SELECT e.source, e.id FROM unnest($1::text[], $2::text[]) AS t(source, id)
-		CROSS JOIN LATERAL (SELECT source, id FROM events WHERE source = t.source AND id = t.id) e`,
-		sources, ids)
+		JOIN events e ON e.source = t.source AND e.id = t.id`, sources, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load identities: %w", err)
 	}
@@ -439,18 +436,33 @@ func (c *legColumns) set(i int, l *domain.Leg) {
 }
 
 // The write path runs on the pgx connection under database/sql (see inTx) and sends its
-// arrays as arguments in cache-statement mode rather than through Bun, which would format
-// thousands of array elements into SQL text for the server to parse again: each statement
-// is prepared once per connection and its arrays travel in binary. UUIDs go as [16]byte,
-// which pgx's uuid codec takes directly; a uuid.UUID would go through driver.Valuer and
-// text formatting (9% of the CPU of a point read).
+// arrays as binary parameters rather than through Bun, which would format thousands of
+// array elements into SQL text for the server to parse again. UUIDs go as [16]byte, which
+// pgx's uuid codec takes directly; a uuid.UUID would go through driver.Valuer and text
+// formatting.
+//
+// The statements are planned for every batch (pgx's cache-describe mode: the unnamed
+// statement, parsed, bound and run in one round trip), not prepared once and reused. A
+// reused statement gets PostgreSQL's generic plan, made for no particular array and with
+// the table statistics of the moment: on a young ledger that is a sequential scan of
+// movements, which the generic plan kept while the table grew, until autoanalyze came
+// round (batches of 300 events ran at 8,000 events/s instead of 20,000 in the benchmark
+// of issue 6). Planning with the batch's arrays costs a fraction of a millisecond.
 func exec(ctx context.Context, tx pgx.Tx, query string, args ...any) (pgconn.CommandTag, error) {
-	return tx.Exec(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+	return tx.Exec(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 }
 
 func query(ctx context.Context, tx pgx.Tx, query string, args ...any) (pgx.Rows, error) {
-	return tx.Query(ctx, query, append([]any{pgx.QueryExecModeCacheStatement}, args...)...)
+	return tx.Query(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 }
+
+// writeTx begins a batch's transaction. Every statement of a batch reaches its rows by
+// key, so a sequential scan is never the right plan for it; but planned for an array of
+// hundreds of keys on a table whose statistics lag behind its growth, a scan of movements
+// or stock can look cheaper to PostgreSQL than as many index lookups (and costs ten times
+// more when the table is large). The write path therefore forbids them for its own
+// transaction (the begin query goes by the simple protocol, as the pool is configured).
+var writeTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL enable_seqscan = off"}
 
 // inTx runs fn in a transaction on a pooled connection's own pgx connection: the write
 // path needs pgx's COPY, which database/sql cannot express. The connection goes back to
@@ -466,6 +478,6 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		if !ok {
 			return fmt.Errorf("driver connection is %T, not pgx", driverConn)
 		}
-		return pgx.BeginFunc(ctx, pc.Conn(), fn)
+		return pgx.BeginTxFunc(ctx, pc.Conn(), writeTx, fn)
 	})
 }
