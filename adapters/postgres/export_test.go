@@ -14,9 +14,3 @@ const (
 	StocksQuery        = stocksQuery
 	MovementsByIDQuery = movementsByIDQuery
 )
-
-// MovementQuery and StockQuery are the one-key point reads.
-const (
-	MovementQuery = movementQuery
-	StockQuery    = stockQuery
-)
