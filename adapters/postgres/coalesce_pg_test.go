@@ -122,20 +122,20 @@ func TestConcurrentPointReads(t *testing.T) {
 				if i%7 == 0 {
 					k.Warehouse = domain.WarehouseID(uuid.New())
 					if _, err := store.Stock(ctx, k.Warehouse, k.Product); !errors.Is(err, domain.ErrNotFound) {
-						errs <- fmt.Errorf("missing stock: err %v", err)
+						errs <- fmt.Errorf("missing stock: err %w", err)
 						return
 					}
 					continue
 				}
 				st, err := store.Stock(ctx, k.Warehouse, k.Product)
 				if err != nil || st.Quantity != stock[k] {
-					errs <- fmt.Errorf("stock %v = %d, %v; want %d", k, st.Quantity, err, stock[k])
+					errs <- fmt.Errorf("stock %v = %d, %w; want %d", k, st.Quantity, err, stock[k])
 					return
 				}
 				id := ids[(g*3+i)%len(ids)]
 				m, err := store.Movement(ctx, id)
 				if err != nil || m.ID != id {
-					errs <- fmt.Errorf("movement %s = %s, %v", id, m.ID, err)
+					errs <- fmt.Errorf("movement %s = %s, %w", id, m.ID, err)
 					return
 				}
 			}

@@ -76,7 +76,7 @@ type getResult struct {
 }
 
 // startGet runs c.get(ctx, key) in a goroutine; its result arrives on the returned channel.
-func startGet(c *coalescer[string, string], ctx context.Context, key string) <-chan getResult {
+func startGet(ctx context.Context, c *coalescer[string, string], key string) <-chan getResult {
 	ch := make(chan getResult, 1)
 	go func() {
 		v, err := c.get(ctx, key)
@@ -216,7 +216,7 @@ func TestCoalescerCoalescesQueuedReads(t *testing.T) {
 	c := newCoalescer(1, 100, blockingFirst(&log, g, entered))
 	ctx := context.Background()
 
-	first := startGet(c, ctx, "first")
+	first := startGet(ctx, c, "first")
 	awaitSignal(t, entered, "first fetch")
 
 	const n = 20
@@ -225,7 +225,7 @@ func TestCoalescerCoalescesQueuedReads(t *testing.T) {
 	for i := range n {
 		key := fmt.Sprintf("k%d", i%7) // 7 distinct keys, with duplicates
 		want[key] = true
-		queued = append(queued, startGet(c, ctx, key))
+		queued = append(queued, startGet(ctx, c, key))
 	}
 	waitQueued(t, c, n)
 	if calls := log.snapshot(); len(calls) != 1 {
@@ -270,12 +270,12 @@ func TestCoalescerMaxBatchBoundsFetch(t *testing.T) {
 	c := newCoalescer(1, 3, blockingFirst(&log, g, entered))
 	ctx := context.Background()
 
-	first := startGet(c, ctx, "first")
+	first := startGet(ctx, c, "first")
 	awaitSignal(t, entered, "first fetch")
 	const n = 7
 	var queued []<-chan getResult
 	for i := range n {
-		queued = append(queued, startGet(c, ctx, fmt.Sprintf("k%d", i)))
+		queued = append(queued, startGet(ctx, c, fmt.Sprintf("k%d", i)))
 	}
 	waitQueued(t, c, n)
 	g.open()
@@ -344,7 +344,7 @@ func TestCoalescerBoundsConcurrentFetches(t *testing.T) {
 
 	var chans []<-chan getResult
 	for i := range n {
-		chans = append(chans, startGet(c, ctx, fmt.Sprintf("k%d", i%50)))
+		chans = append(chans, startGet(ctx, c, fmt.Sprintf("k%d", i%50)))
 	}
 	// Deterministic phase: exactly maxInFlight fetches hold the slots, the rest queue.
 	waitFor(t, "all slots busy and the rest queued", func() bool {
@@ -395,11 +395,11 @@ func TestCoalescerFetchErrorReachesWholeBatch(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	first := startGet(c, ctx, "first")
+	first := startGet(ctx, c, "first")
 	awaitSignal(t, entered, "first fetch")
 	var queued []<-chan getResult
 	for _, k := range []string{"a", "b", "a", "c", "missing-1"} {
-		queued = append(queued, startGet(c, ctx, k))
+		queued = append(queued, startGet(ctx, c, k))
 	}
 	waitQueued(t, c, len(queued))
 	g.open()
@@ -439,7 +439,7 @@ func TestCoalescerCancelledQueuedRead(t *testing.T) {
 	c := newCoalescer(1, 100, blockingFirst(&log, g, entered))
 	bg := context.Background()
 
-	first := startGet(c, bg, "first")
+	first := startGet(bg, c, "first")
 	awaitSignal(t, entered, "first fetch")
 
 	ctxB, cancelB := context.WithCancel(bg)
@@ -448,13 +448,13 @@ func TestCoalescerCancelledQueuedRead(t *testing.T) {
 	defer cancelD()
 	ctxE, cancelE := context.WithCancel(bg)
 	defer cancelE()
-	b := startGet(c, ctxB, "b") // cancelled, nobody else wants b
+	b := startGet(ctxB, c, "b") // cancelled, nobody else wants b
 	waitQueued(t, c, 1)
-	cc := startGet(c, bg, "c") // live
+	cc := startGet(bg, c, "c") // live
 	waitQueued(t, c, 2)
-	d := startGet(c, ctxD, "d") // cancelled, nobody else wants d
+	d := startGet(ctxD, c, "d") // cancelled, nobody else wants d
 	waitQueued(t, c, 3)
-	e := startGet(c, ctxE, "c") // cancelled, but c is also asked for by a live read
+	e := startGet(ctxE, c, "c") // cancelled, but c is also asked for by a live read
 	waitQueued(t, c, 4)
 
 	cancelB()
@@ -509,13 +509,13 @@ func TestCoalescerCancelDuringBatchFetch(t *testing.T) {
 	})
 	bg := context.Background()
 
-	first := startGet(c, bg, "first")
+	first := startGet(bg, c, "first")
 	awaitSignal(t, entered, "first fetch")
 	ctxB, cancelB := context.WithCancel(bg)
 	defer cancelB()
-	b := startGet(c, ctxB, "b")
+	b := startGet(ctxB, c, "b")
 	waitQueued(t, c, 1)
-	cc := startGet(c, bg, "c")
+	cc := startGet(bg, c, "c")
 	waitQueued(t, c, 2)
 	g1.open()
 	if i := awaitSignal(t, entered, "second fetch"); i != 1 {
@@ -577,7 +577,7 @@ func TestCoalescerFetchContext(t *testing.T) {
 
 		ctxA, cancelA := context.WithDeadline(context.Background(), dA)
 		defer cancelA()
-		first := startGet(c, ctxA, "first")
+		first := startGet(ctxA, c, "first")
 		awaitSignal(t, entered, "first fetch")
 		if fc := awaitSignal(t, seen, "first fetch ctx"); !fc.hasDeadline || !fc.deadline.Equal(dA) {
 			t.Errorf("lone fetch deadline = %v, %v; want %v", fc.deadline, fc.hasDeadline, dA)
@@ -589,11 +589,11 @@ func TestCoalescerFetchContext(t *testing.T) {
 		defer cancelC()
 		ctxD, cancelD := context.WithDeadline(context.Background(), dD)
 		defer cancelD()
-		b := startGet(c, ctxB, "b") // first of the batch
+		b := startGet(ctxB, c, "b") // first of the batch
 		waitQueued(t, c, 1)
-		cc := startGet(c, ctxC, "c")
+		cc := startGet(ctxC, c, "c")
 		waitQueued(t, c, 2)
-		d := startGet(c, ctxD, "d")
+		d := startGet(ctxD, c, "d")
 		waitQueued(t, c, 3)
 		g1.open()
 		awaitSignal(t, seen, "first fetch release")
@@ -629,16 +629,16 @@ func TestCoalescerFetchContext(t *testing.T) {
 	t.Run("no deadline when a read has none", func(t *testing.T) {
 		c, g1, g2, entered, seen := setup(t)
 		bg := context.Background()
-		first := startGet(c, bg, "first")
+		first := startGet(bg, c, "first")
 		awaitSignal(t, entered, "first fetch")
 		if fc := awaitSignal(t, seen, "first fetch ctx"); fc.hasDeadline {
 			t.Errorf("lone fetch without deadline got deadline %v", fc.deadline)
 		}
 		ctxB, cancelB := context.WithTimeout(bg, time.Hour)
 		defer cancelB()
-		b := startGet(c, ctxB, "b")
+		b := startGet(ctxB, c, "b")
 		waitQueued(t, c, 1)
-		cc := startGet(c, bg, "c")
+		cc := startGet(bg, c, "c")
 		waitQueued(t, c, 2)
 		g1.open()
 		awaitSignal(t, seen, "first fetch release")
@@ -678,19 +678,19 @@ func TestCoalescerReleasesSlotsWhenIdle(t *testing.T) {
 
 	// Round 1: both slots blocked, 10 live reads queued, then 4 reads that are cancelled
 	// before their batch runs.
-	h1, h2 := startGet(c, bg, "h1"), startGet(c, bg, "h2")
+	h1, h2 := startGet(bg, c, "h1"), startGet(bg, c, "h2")
 	awaitSignal(t, entered, "fetch 1")
 	awaitSignal(t, entered, "fetch 2")
 	var live []<-chan getResult
 	for i := range 10 {
-		live = append(live, startGet(c, bg, fmt.Sprintf("k%d", i)))
+		live = append(live, startGet(bg, c, fmt.Sprintf("k%d", i)))
 	}
 	waitQueued(t, c, 10)
 	ctxX, cancelX := context.WithCancel(bg)
 	defer cancelX()
 	var cancelled []<-chan getResult
 	for i := range 4 {
-		cancelled = append(cancelled, startGet(c, ctxX, fmt.Sprintf("x%d", i)))
+		cancelled = append(cancelled, startGet(ctxX, c, fmt.Sprintf("x%d", i)))
 	}
 	waitQueued(t, c, 14)
 	cancelX()
@@ -715,7 +715,7 @@ func TestCoalescerReleasesSlotsWhenIdle(t *testing.T) {
 	}
 
 	// Round 2: the only queued reads are all cancelled; the slot must still come back.
-	h3, h4 := startGet(c, bg, "h3"), startGet(c, bg, "h4")
+	h3, h4 := startGet(bg, c, "h3"), startGet(bg, c, "h4")
 	awaitSignal(t, entered, "fetch 3")
 	awaitSignal(t, entered, "fetch 4")
 	if n := inFlight(c); n != 2 {
@@ -725,7 +725,7 @@ func TestCoalescerReleasesSlotsWhenIdle(t *testing.T) {
 	defer cancelY()
 	var ys []<-chan getResult
 	for i := range 3 {
-		ys = append(ys, startGet(c, ctxY, fmt.Sprintf("y%d", i)))
+		ys = append(ys, startGet(ctxY, c, fmt.Sprintf("y%d", i)))
 	}
 	waitQueued(t, c, 3)
 	cancelY()
@@ -772,7 +772,7 @@ func TestCoalescerLoneReadCancelStopsFetch(t *testing.T) {
 		return nil, ctx.Err()
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	res := startGet(c, ctx, "a")
+	res := startGet(ctx, c, "a")
 	waitFor(t, "the lone read to take the slot", func() bool { return inFlight(c) == 1 })
 	cancel()
 	if r := await(t, res); !errors.Is(r.err, context.Canceled) {

@@ -17,7 +17,7 @@ import (
 // statements are all of its statements.
 func TestWritePathNeverUsesGenericPlans(t *testing.T) {
 	db := pgtest.MustOpen(t, pgtest.MustDatabase(t))
-	db.DB.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(1)
 	store := postgres.NewStore(db)
 	g := application.NewGenerator(application.GeneratorOptions{Warehouses: 5, Products: 20, Seed: 6, OutOfOrderShare: 0.1})
 	ctx := context.Background()
