@@ -80,9 +80,7 @@ func (s *Store) fetchMovements(ctx context.Context, ids []domain.MovementID) (ma
 	found := make(map[domain.MovementID]domain.Movement, len(ids))
 	for rows.Next() {
 		var r movementRow
-		if err := rows.Scan(&r.MovementID, &r.ProductID,
-			&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
-			&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity); err != nil {
+		if err := r.scan(rows); err != nil {
 			return nil, translate(err)
 		}
 		found[domain.MovementID(r.MovementID)] = r.domain()

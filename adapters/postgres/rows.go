@@ -30,6 +30,13 @@ const movementColumns = `movement_id, product_id,
 	departure_warehouse_id, departure_source, departure_at, departure_quantity,
 	arrival_warehouse_id, arrival_source, arrival_at, arrival_quantity`
 
+// scan reads a row of movementColumns from rows (database/sql's or pgx's).
+func (r *movementRow) scan(rows interface{ Scan(dest ...any) error }) error {
+	return rows.Scan(&r.MovementID, &r.ProductID,
+		&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
+		&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity)
+}
+
 func (r movementRow) domain() domain.Movement {
 	m := domain.Movement{ID: domain.MovementID(r.MovementID), ProductID: domain.ProductID(r.ProductID)}
 	if r.DepartureAt != nil {

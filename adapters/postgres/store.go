@@ -170,9 +170,7 @@ func loadMovements(ctx context.Context, tx pgx.Tx, events []domain.Event) ([]dom
 	var movements []domain.Movement
 	for rows.Next() {
 		var r movementRow
-		if err := rows.Scan(&r.MovementID, &r.ProductID,
-			&r.DepartureWarehouseID, &r.DepartureSource, &r.DepartureAt, &r.DepartureQuantity,
-			&r.ArrivalWarehouseID, &r.ArrivalSource, &r.ArrivalAt, &r.ArrivalQuantity); err != nil {
+		if err := r.scan(rows); err != nil {
 			return nil, fmt.Errorf("load movements: %w", err)
 		}
 		movements = append(movements, r.domain())
