@@ -170,6 +170,15 @@ func blockingFirst(log *fetchLog, g *gate, entered chan<- struct{}) func(context
 	}
 }
 
+// holdSlot starts a read of "first" and returns once its fetch has begun (and signalled
+// entered), so that it holds a query slot.
+func holdSlot[T any](t *testing.T, ctx context.Context, c *coalescer[string, string], entered <-chan T) <-chan getResult {
+	t.Helper()
+	first := startGet(ctx, c, "first")
+	awaitSignal(t, entered, "first fetch")
+	return first
+}
+
 func sortedKeys(keys []string) []string {
 	s := slices.Clone(keys)
 	slices.Sort(s)
@@ -216,8 +225,7 @@ func TestCoalescerCoalescesQueuedReads(t *testing.T) {
 	c := newCoalescer(1, 100, blockingFirst(&log, g, entered))
 	ctx := context.Background()
 
-	first := startGet(ctx, c, "first")
-	awaitSignal(t, entered, "first fetch")
+	first := holdSlot(t, ctx, c, entered)
 
 	const n = 20
 	var queued []<-chan getResult
@@ -270,8 +278,7 @@ func TestCoalescerMaxBatchBoundsFetch(t *testing.T) {
 	c := newCoalescer(1, 3, blockingFirst(&log, g, entered))
 	ctx := context.Background()
 
-	first := startGet(ctx, c, "first")
-	awaitSignal(t, entered, "first fetch")
+	first := holdSlot(t, ctx, c, entered)
 	const n = 7
 	var queued []<-chan getResult
 	for i := range n {
@@ -395,8 +402,7 @@ func TestCoalescerFetchErrorReachesWholeBatch(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	first := startGet(ctx, c, "first")
-	awaitSignal(t, entered, "first fetch")
+	first := holdSlot(t, ctx, c, entered)
 	var queued []<-chan getResult
 	for _, k := range []string{"a", "b", "a", "c", "missing-1"} {
 		queued = append(queued, startGet(ctx, c, k))
@@ -439,8 +445,7 @@ func TestCoalescerCancelledQueuedRead(t *testing.T) {
 	c := newCoalescer(1, 100, blockingFirst(&log, g, entered))
 	bg := context.Background()
 
-	first := startGet(bg, c, "first")
-	awaitSignal(t, entered, "first fetch")
+	first := holdSlot(t, bg, c, entered)
 
 	ctxB, cancelB := context.WithCancel(bg)
 	defer cancelB()
@@ -509,8 +514,7 @@ func TestCoalescerCancelDuringBatchFetch(t *testing.T) {
 	})
 	bg := context.Background()
 
-	first := startGet(bg, c, "first")
-	awaitSignal(t, entered, "first fetch")
+	first := holdSlot(t, bg, c, entered)
 	ctxB, cancelB := context.WithCancel(bg)
 	defer cancelB()
 	b := startGet(ctxB, c, "b")
@@ -577,8 +581,7 @@ func TestCoalescerFetchContext(t *testing.T) {
 
 		ctxA, cancelA := context.WithDeadline(context.Background(), dA)
 		defer cancelA()
-		first := startGet(ctxA, c, "first")
-		awaitSignal(t, entered, "first fetch")
+		first := holdSlot(t, ctxA, c, entered)
 		if fc := awaitSignal(t, seen, "first fetch ctx"); !fc.hasDeadline || !fc.deadline.Equal(dA) {
 			t.Errorf("lone fetch deadline = %v, %v; want %v", fc.deadline, fc.hasDeadline, dA)
 		}
@@ -629,8 +632,7 @@ func TestCoalescerFetchContext(t *testing.T) {
 	t.Run("no deadline when a read has none", func(t *testing.T) {
 		c, g1, g2, entered, seen := setup(t)
 		bg := context.Background()
-		first := startGet(bg, c, "first")
-		awaitSignal(t, entered, "first fetch")
+		first := holdSlot(t, bg, c, entered)
 		if fc := awaitSignal(t, seen, "first fetch ctx"); fc.hasDeadline {
 			t.Errorf("lone fetch without deadline got deadline %v", fc.deadline)
 		}
