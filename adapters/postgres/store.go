@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +23,7 @@ import (
 // Store implements ports.Store on PostgreSQL.
 type Store struct {
 	db            *bun.DB
+	lockUntil     atomic.Int64 // UnixNano until which Apply locks first (see lockingSpell)
 	movementReads *coalescer[domain.MovementID, domain.Movement]
 	stockReads    *coalescer[domain.StockKey, domain.Stock]
 }
@@ -47,27 +50,34 @@ var errLostRace = errors.New("lost a race with a concurrent batch")
 const maxRaceRetries = 5
 
 // Apply stores a batch in one transaction:
-//  1. it reads the batch's movements (without locks);
-//  2. it locks the batch's stock rows in sorted key order, inserting placeholders for new
-//     keys (every batch locks in the same global order, so consumers cannot deadlock);
-//  3. it judges the events in order in a domain.Ledger holding what it read;
-//  4. it writes back the stored events, the movements they complete and the final stock,
-//     each with one set-based statement, in sorted order.
+//  1. it reads the batch's movements and stock rows (without locks);
+//  2. it judges the events in order in a domain.Ledger holding what it read;
+//  3. it writes back the stored events, the movements they complete and the final stock,
+//     each with one set-based statement, in sorted key order.
 //
-// Stock is serialised by its row locks, which is what "never negative" needs. Movements
-// are optimistic: a concurrent batch touching the same movement is caught by the unique
-// keys of events and by the guarded movement upsert, and the batch is judged again.
-// Placeholders that no stored event needed are deleted before commit; nobody sees them.
+// Both movements and stock are optimistic: the stock update is a compare-and-set on the
+// quantity the batch judged against (a departure stored in the batch is valid for that
+// starting quantity and no other), a new stock row is a plain insert, and a concurrent
+// batch that wrote the same movement is caught by the unique keys of events and by the
+// guarded movement upsert. When any of them fails the batch has lost a race: it rolls
+// back and is judged again, this time locking its stock rows first (see lockStock), so a
+// busy stock row costs one wasted attempt rather than an unbounded series of them; and
+// for a while (lockingSpell) every batch locks from its first attempt. A consumer that
+// runs alone never loses, and pays for no lock.
 func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
 	for attempt := 0; ; attempt++ {
-		// The first attempt looks identities up only for events it would refuse; a
-		// re-run after a lost race looks them all up (see judge).
-		results, err := s.apply(ctx, events, attempt > 0)
-		if errors.Is(err, errLostRace) && attempt < maxRaceRetries {
-			continue
+		// The first attempt locks its stock rows only while races are recent, and looks
+		// identities up only for events it would refuse; a re-run does both (see apply).
+		lock := attempt > 0 || time.Now().UnixNano() < s.lockUntil.Load()
+		results, err := s.apply(ctx, events, lock, attempt > 0)
+		if errors.Is(err, errLostRace) {
+			s.lockUntil.Store(time.Now().Add(lockingSpell).UnixNano())
+			if attempt < maxRaceRetries {
+				continue
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("apply batch of %d: %w", len(events), err)
@@ -76,7 +86,12 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 	}
 }
 
-func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities bool) ([]error, error) {
+// lockingSpell is how long after a lost race the store's batches lock their stock rows
+// from the first attempt: where consumers contend for the same rows, waiting on a lock
+// costs less than judging a batch twice; where one consumer runs alone, it never locks.
+const lockingSpell = 10 * time.Second
+
+func (s *Store) apply(ctx context.Context, events []domain.Event, lock, rerun bool) ([]error, error) {
 	var results []error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		movements, err := loadMovements(ctx, tx, events)
@@ -84,17 +99,22 @@ func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities 
 			return err
 		}
 		var identities []domain.Identity
-		if allIdentities {
+		if rerun {
 			if identities, err = loadIdentities(ctx, tx, events); err != nil {
 				return err
 			}
 		}
-		stock, placeholders, err := lockStock(ctx, tx, events)
+		var stock stockRows
+		if lock {
+			stock, err = lockStock(ctx, tx, events)
+		} else {
+			stock, err = readStock(ctx, tx, events)
+		}
 		if err != nil {
 			return err
 		}
 		ledger, res, stored := judge(events, movements, identities, stock)
-		if !allIdentities {
+		if !rerun {
 			// An event whose (source, id) is already stored is a duplicate whatever its
 			// data. Without the identity, a redelivery of a stored event is still judged
 			// a duplicate by its movement leg, and an unseen identity clash on an event
@@ -116,9 +136,15 @@ func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities 
 			}
 		}
 		results = res
-		return writeBack(ctx, tx, stored, ledger, placeholders)
+		return writeBack(ctx, tx, stored, ledger, stock)
 	})
 	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001") {
+			// deadlock_detected, serialization_failure: two optimistic batches met in
+			// opposite orders on a unique key; the re-run takes its locks in order.
+			err = errLostRace
+		}
 		if errors.Is(err, errLostRace) {
 			return nil, err
 		}
@@ -130,7 +156,7 @@ func (s *Store) apply(ctx context.Context, events []domain.Event, allIdentities 
 // judge applies events in order to a ledger holding what the transaction read, and
 // returns the ledger, one result per event, and the events stored.
 func judge(events []domain.Event, movements []domain.Movement, identities []domain.Identity,
-	stock map[domain.StockKey]int64,
+	stock stockRows,
 ) (*domain.Ledger, []error, []domain.Event) {
 	l := domain.NewLedger()
 	for _, m := range movements {
@@ -139,8 +165,10 @@ func judge(events []domain.Event, movements []domain.Movement, identities []doma
 	for _, id := range identities {
 		l.LoadIdentity(id)
 	}
-	for k, q := range stock {
-		l.LoadStock(k, q)
+	for k, q := range stock.quantities {
+		if !stock.placeholders[k] {
+			l.LoadStock(k, q)
+		}
 	}
 	results := make([]error, len(events))
 	stored := make([]domain.Event, 0, len(events))
@@ -207,9 +235,18 @@ func loadIdentities(ctx context.Context, tx pgx.Tx, events []domain.Event) ([]do
 	return stored, nil
 }
 
-// lockStock locks (creating placeholders for) every stock row of the batch in sorted
-// order. It returns the quantities of the rows that existed and the placeholders' keys.
-func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (quantities map[domain.StockKey]int64, placeholders map[domain.StockKey]bool, err error) {
+// stockRows is what a batch read of its stock rows before judging.
+type stockRows struct {
+	// quantities holds every row that exists, placeholders included (at 0): the
+	// quantity the batch's final stock is a compare-and-set against.
+	quantities map[domain.StockKey]int64
+	// placeholders are the rows lockStock inserted to lock keys that had none; no
+	// event has been judged against them, and those no stored event needs are deleted.
+	placeholders map[domain.StockKey]bool
+}
+
+// stockKeys returns the batch's distinct stock keys in sorted order.
+func stockKeys(events []domain.Event) (ws, ps [][16]byte) {
 	keys := make([]domain.StockKey, 0, len(events))
 	seen := make(map[domain.StockKey]struct{}, len(events))
 	for _, e := range events {
@@ -219,10 +256,30 @@ func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (quantitie
 		}
 	}
 	slices.SortFunc(keys, domain.StockKey.Compare)
-	ws, ps := make([][16]byte, len(keys)), make([][16]byte, len(keys))
+	ws, ps = make([][16]byte, len(keys)), make([][16]byte, len(keys))
 	for i, k := range keys {
 		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
 	}
+	return ws, ps
+}
+
+// readStock reads the batch's stock rows as they are committed, without locking them.
+func readStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows, error) {
+	ws, ps := stockKeys(events)
+	rows, err := query(ctx, tx, `SELECT s.warehouse_id, s.product_id, s.quantity, false
+		FROM unnest($1::uuid[], $2::uuid[]) AS t(w, p)
+		JOIN stock s ON s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps)
+	if err != nil {
+		return stockRows{}, fmt.Errorf("read stock: %w", err)
+	}
+	return scanStock(rows, len(ws))
+}
+
+// lockStock locks (creating placeholders for) every stock row of the batch in sorted
+// order: every batch that locks does so in the same global order, so they cannot
+// deadlock, and a batch that holds its locks cannot lose the stock compare-and-set.
+func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows, error) {
+	ws, ps := stockKeys(events)
 	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
 	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
 	rows, err := query(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
@@ -230,37 +287,41 @@ func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (quantitie
 		ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = stock.quantity
 		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted`, ws, ps)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock stock: %w", err)
+		return stockRows{}, fmt.Errorf("lock stock: %w", err)
 	}
+	return scanStock(rows, len(ws))
+}
+
+// scanStock reads rows of (warehouse, product, quantity, placeholder) and closes them.
+func scanStock(rows pgx.Rows, n int) (stockRows, error) {
 	defer rows.Close()
-	quantities = make(map[domain.StockKey]int64, len(keys))
-	placeholders = make(map[domain.StockKey]bool)
+	st := stockRows{quantities: make(map[domain.StockKey]int64, n), placeholders: make(map[domain.StockKey]bool)}
 	for rows.Next() {
 		var (
-			w, p     uuid.UUID
-			q        int64
-			inserted bool
+			w, p        uuid.UUID
+			q           int64
+			placeholder bool
 		)
-		if err := rows.Scan(&w, &p, &q, &inserted); err != nil {
-			return nil, nil, fmt.Errorf("lock stock: %w", err)
+		if err := rows.Scan(&w, &p, &q, &placeholder); err != nil {
+			return stockRows{}, fmt.Errorf("stock: %w", err)
 		}
 		k := domain.StockKey{Warehouse: domain.WarehouseID(w), Product: domain.ProductID(p)}
-		if inserted {
-			placeholders[k] = true
-		} else {
-			quantities[k] = q
+		st.quantities[k] = q
+		if placeholder {
+			st.placeholders[k] = true
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("lock stock: %w", err)
+		return stockRows{}, fmt.Errorf("stock: %w", err)
 	}
-	return quantities, placeholders, nil
+	return st, nil
 }
 
 // writeBack inserts the stored events, upserts the movements they touch and writes the
 // final stock; then it deletes the stock placeholders that stayed unused. Rows go in
 // sorted key order, so concurrent batches meet on the unique indexes in the same order.
-func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
+	unused := maps.Clone(stock.placeholders)
 	if len(stored) > 0 {
 		if err := insertEvents(ctx, tx, stored); err != nil {
 			return err
@@ -268,15 +329,15 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 		if err := upsertMovements(ctx, tx, stored, l); err != nil {
 			return err
 		}
-		if err := updateStock(ctx, tx, stored, l, placeholders); err != nil {
+		if err := writeStock(ctx, tx, stored, l, stock, unused); err != nil {
 			return err
 		}
 	}
-	if len(placeholders) == 0 {
+	if len(unused) == 0 {
 		return nil
 	}
-	ws, ps := make([][16]byte, 0, len(placeholders)), make([][16]byte, 0, len(placeholders))
-	for k := range placeholders {
+	ws, ps := make([][16]byte, 0, len(unused)), make([][16]byte, 0, len(unused))
+	for k := range unused {
 		ws, ps = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product))
 	}
 	if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
@@ -389,27 +450,66 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 	return nil
 }
 
-// updateStock writes the final quantity of every stock row a stored event changed.
-func updateStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, placeholders map[domain.StockKey]bool) error {
+// writeStock writes the final quantity of every stock row a stored event changed, in
+// sorted key order: an existing row by compare-and-set on the quantity the batch read,
+// a new one by a plain insert. A row that changed since, or that a concurrent batch
+// created, means a race this batch lost. The placeholders it fills are taken out of
+// unused.
+func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows, unused map[domain.StockKey]bool) error {
+	keys := make([]domain.StockKey, 0, len(stored))
 	seen := make(map[domain.StockKey]struct{}, len(stored))
-	var ws, ps [][16]byte
-	var qs []int64
 	for _, e := range stored {
-		k := e.StockKey()
-		if _, ok := seen[k]; ok {
-			continue
+		if _, ok := seen[e.StockKey()]; !ok {
+			seen[e.StockKey()] = struct{}{}
+			keys = append(keys, e.StockKey())
 		}
-		seen[k] = struct{}{}
-		delete(placeholders, k)
-		q, _ := l.Stock(k)
-		ws, ps, qs = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product)), append(qs, q)
 	}
-	if _, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, updated_at = now()
-		FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS u(w, p, q)
-		WHERE s.warehouse_id = u.w AND s.product_id = u.p`, ws, ps, qs); err != nil {
-		return fmt.Errorf("update stock: %w", err)
+	slices.SortFunc(keys, domain.StockKey.Compare)
+	var upd, ins stockColumns
+	for _, k := range keys {
+		delete(unused, k)
+		q, _ := l.Stock(k)
+		if was, ok := stock.quantities[k]; ok {
+			upd.add(k, q)
+			upd.expected = append(upd.expected, was)
+		} else {
+			ins.add(k, q)
+		}
+	}
+	if len(upd.ws) > 0 {
+		res, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, updated_at = now()
+			FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS u(w, p, q, was)
+			WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.was`,
+			upd.ws, upd.ps, upd.qs, upd.expected)
+		if err != nil {
+			return fmt.Errorf("update stock: %w", err)
+		}
+		if res.RowsAffected() != int64(len(upd.ws)) {
+			return errLostRace
+		}
+	}
+	if len(ins.ws) > 0 {
+		_, err := exec(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[])`, ins.ws, ins.ps, ins.qs)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+			return errLostRace
+		}
+		if err != nil {
+			return fmt.Errorf("insert stock: %w", err)
+		}
 	}
 	return nil
+}
+
+// stockColumns holds stock rows as parallel arrays for unnest.
+type stockColumns struct {
+	ws, ps       [][16]byte
+	qs, expected []int64
+}
+
+func (c *stockColumns) add(k domain.StockKey, q int64) {
+	c.ws, c.ps, c.qs = append(c.ws, [16]byte(k.Warehouse)), append(c.ps, [16]byte(k.Product)), append(c.qs, q)
 }
 
 // legColumns holds one leg of many movements as parallel arrays for unnest; a leg not
