@@ -43,15 +43,7 @@ func pointReadFixture(t *testing.T) (*postgres.Store, map[domain.StockKey]int64,
 		events = append(events, portstest.Event(domain.Departure, m, ws[0], ps[i%5], 1, fmt.Sprintf("2025-02-18T12:%02d:00Z", i)))
 		stock[domain.StockKey{Warehouse: ws[0], Product: ps[i%5]}]--
 	}
-	results, err := store.Apply(context.Background(), events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range results {
-		if r != nil {
-			t.Fatalf("event %d: %v", i, r)
-		}
-	}
+	mustStore(t, store, events...)
 	return store, stock, ids
 }
 

@@ -26,15 +26,7 @@ func TestWritePathNeverUsesGenericPlans(t *testing.T) {
 		for i := range batch {
 			batch[i] = g.Next()
 		}
-		results, err := store.Apply(ctx, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range results {
-			if r != nil {
-				t.Fatalf("event %d: %v", i, r)
-			}
-		}
+		mustStore(t, store, batch...)
 	}
 	rows, err := db.QueryContext(ctx, `SELECT statement, generic_plans FROM pg_prepared_statements WHERE generic_plans > 0`)
 	if err != nil {

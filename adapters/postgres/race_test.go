@@ -37,7 +37,7 @@ func TestStockWriteLosesToRivalCommit(t *testing.T) {
 		dep := portstest.Event(domain.Departure, m, w, p, 80, "2025-02-18T12:00:00Z")
 		arr := portstest.Supply(w, p, 5)
 		results := applyPastRival(ctx, t, store, db, rival, dep, arr)
-		if !isInsufficient(results[0]) || results[1] != nil {
+		if !errors.Is(results[0], domain.ErrInsufficientStock) || results[1] != nil {
 			t.Fatalf("results = %v; want the departure refused for insufficient stock, the arrival stored", results)
 		}
 		mustQuantity(ctx, t, store, w, p, 75)
@@ -111,29 +111,3 @@ func applyPastRival(ctx context.Context, t *testing.T, store *postgres.Store, db
 	}
 	return o.results
 }
-
-func mustStore(t *testing.T, store *postgres.Store, events ...domain.Event) {
-	t.Helper()
-	results, err := store.Apply(context.Background(), events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range results {
-		if r != nil {
-			t.Fatalf("event %d: %v", i, r)
-		}
-	}
-}
-
-func mustQuantity(ctx context.Context, t *testing.T, store *postgres.Store, w domain.WarehouseID, p domain.ProductID, want int64) {
-	t.Helper()
-	got, err := store.Stock(ctx, w, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Quantity != want {
-		t.Fatalf("stock = %d, want %d", got.Quantity, want)
-	}
-}
-
-func isInsufficient(err error) bool { return errors.Is(err, domain.ErrInsufficientStock) }

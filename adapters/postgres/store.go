@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -245,8 +244,8 @@ type stockRows struct {
 	placeholders map[domain.StockKey]bool
 }
 
-// stockKeys returns the batch's distinct stock keys in sorted order.
-func stockKeys(events []domain.Event) (ws, ps [][16]byte) {
+// sortedStockKeys returns the distinct stock keys of events in sorted order.
+func sortedStockKeys(events []domain.Event) []domain.StockKey {
 	keys := make([]domain.StockKey, 0, len(events))
 	seen := make(map[domain.StockKey]struct{}, len(events))
 	for _, e := range events {
@@ -256,6 +255,11 @@ func stockKeys(events []domain.Event) (ws, ps [][16]byte) {
 		}
 	}
 	slices.SortFunc(keys, domain.StockKey.Compare)
+	return keys
+}
+
+// keyArrays splits keys into warehouse and product arrays for unnest.
+func keyArrays(keys []domain.StockKey) (ws, ps [][16]byte) {
 	ws, ps = make([][16]byte, len(keys)), make([][16]byte, len(keys))
 	for i, k := range keys {
 		ws[i], ps[i] = [16]byte(k.Warehouse), [16]byte(k.Product)
@@ -265,7 +269,7 @@ func stockKeys(events []domain.Event) (ws, ps [][16]byte) {
 
 // readStock reads the batch's stock rows as they are committed, without locking them.
 func readStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows, error) {
-	ws, ps := stockKeys(events)
+	ws, ps := keyArrays(sortedStockKeys(events))
 	rows, err := query(ctx, tx, `SELECT s.warehouse_id, s.product_id, s.quantity, false
 		FROM unnest($1::uuid[], $2::uuid[]) AS t(w, p)
 		JOIN stock s ON s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps)
@@ -279,7 +283,7 @@ func readStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows
 // order: every batch that locks does so in the same global order, so they cannot
 // deadlock, and a batch that holds its locks cannot lose the stock compare-and-set.
 func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows, error) {
-	ws, ps := stockKeys(events)
+	ws, ps := keyArrays(sortedStockKeys(events))
 	// The no-op DO UPDATE locks an existing row and waits for a concurrent inserter of a
 	// new one; WITH ORDINALITY + ORDER BY makes the locks follow the sorted input.
 	rows, err := query(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
@@ -321,7 +325,6 @@ func scanStock(rows pgx.Rows, n int) (stockRows, error) {
 // final stock; then it deletes the stock placeholders that stayed unused. Rows go in
 // sorted key order, so concurrent batches meet on the unique indexes in the same order.
 func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
-	unused := maps.Clone(stock.placeholders)
 	if len(stored) > 0 {
 		if err := insertEvents(ctx, tx, stored); err != nil {
 			return err
@@ -329,17 +332,21 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 		if err := upsertMovements(ctx, tx, stored, l); err != nil {
 			return err
 		}
-		if err := writeStock(ctx, tx, stored, l, stock, unused); err != nil {
+		if err := writeStock(ctx, tx, stored, l, stock); err != nil {
 			return err
+		}
+	}
+	// the ledger holds a placeholder's key only if a stored event changed it
+	var unused []domain.StockKey
+	for k := range stock.placeholders {
+		if _, ok := l.Stock(k); !ok {
+			unused = append(unused, k)
 		}
 	}
 	if len(unused) == 0 {
 		return nil
 	}
-	ws, ps := make([][16]byte, 0, len(unused)), make([][16]byte, 0, len(unused))
-	for k := range unused {
-		ws, ps = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product))
-	}
+	ws, ps := keyArrays(unused)
 	if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
 		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps); err != nil {
 		return fmt.Errorf("drop stock placeholders: %w", err)
@@ -453,21 +460,10 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 // writeStock writes the final quantity of every stock row a stored event changed, in
 // sorted key order: an existing row by compare-and-set on the quantity the batch read,
 // a new one by a plain insert. A row that changed since, or that a concurrent batch
-// created, means a race this batch lost. The placeholders it fills are taken out of
-// unused.
-func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows, unused map[domain.StockKey]bool) error {
-	keys := make([]domain.StockKey, 0, len(stored))
-	seen := make(map[domain.StockKey]struct{}, len(stored))
-	for _, e := range stored {
-		if _, ok := seen[e.StockKey()]; !ok {
-			seen[e.StockKey()] = struct{}{}
-			keys = append(keys, e.StockKey())
-		}
-	}
-	slices.SortFunc(keys, domain.StockKey.Compare)
+// created, means a race this batch lost.
+func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
 	var upd, ins stockColumns
-	for _, k := range keys {
-		delete(unused, k)
+	for _, k := range sortedStockKeys(stored) {
 		q, _ := l.Stock(k)
 		if was, ok := stock.quantities[k]; ok {
 			upd.add(k, q)
