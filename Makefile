@@ -53,7 +53,7 @@ PRODUCE_FLAGS ?= --count 100000
 produce: build
 	./$(BIN) produce $(PRODUCE_FLAGS)
 
-## bench: the benchmark of docs/benchmarks (about 6 minutes; needs a quiet machine)
+## bench: the benchmark of docs/benchmarks (about 6–7 minutes; needs a quiet machine)
 bench: build
 	./$(BIN) bench
 

@@ -26,7 +26,7 @@ import (
 // Defaults of `warehouse bench` and the sizes of --smoke.
 const (
 	DefaultEvents        = 100_000
-	DefaultReadsDuration = 15 * time.Second
+	DefaultReadsDuration = 8 * time.Second
 	DefaultConnections   = 64
 	DefaultOutDir        = "docs/benchmarks"
 	DefaultRounds        = 3
@@ -97,11 +97,12 @@ type Options struct {
 	ReadsDuration time.Duration
 	Connections   int
 	OutDir        string
-	// Rounds is how many times the drain and the pipeline phases run, 1 to 9: all the
-	// drain rounds, then all the pipeline rounds, each round measuring the ceiling and then
-	// the service on names of its own. The report shows, per phase, the round whose ratio
-	// service / ceiling is the median (the lower middle of an even count), and lists every
-	// round's ratio; its checks hold for every round.
+	// Rounds is how many times the drain and the pipeline phases and every read case run,
+	// 1 to 9: all the drain rounds, then all the pipeline rounds, each round measuring the
+	// ceiling and then the service on names of its own; then the read rounds, each
+	// measuring per route the ceiling and then the service. The report shows, per phase and
+	// read case, the round whose ratio service / ceiling is the median (the lower middle of
+	// an even count), and lists every round's ratio; its checks hold for every round.
 	Rounds int
 	// Smoke runs tiny sizes (SmokeEvents, SmokeReadsDuration, SmokeRounds unless set) to
 	// keep the code working; its figures mean nothing.

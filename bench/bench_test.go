@@ -106,13 +106,19 @@ func TestSmoke(t *testing.T) {
 	if len(got.Reads.Cases) != 4 {
 		t.Errorf("%d read cases, want 4", len(got.Reads.Cases))
 	}
+	for _, c := range got.Reads.Cases {
+		if len(c.Rounds) != 2 || c.Rounds[c.Chosen].Service != c.Service.RequestsPerSecond {
+			t.Errorf("read case %s, %s: rounds %+v, chosen %d, service %.0f req/s: want 2 rounds, the chosen one shown",
+				c.Route, c.Cache, c.Rounds, c.Chosen, c.Service.RequestsPerSecond)
+		}
+	}
 
 	md, err := os.ReadFile(filepath.Join(out, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| phase | case |", "drain.svg", "pipeline.svg", "reads.svg", "median of 2 rounds (ratios ",
-		"drain and pipeline in 2 alternating rounds (ceiling, then service), the median round shown",
+		"drain, pipeline and every read case in 2 alternating rounds (ceiling, then service), the median round shown",
 		"| service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("README.md lacks %q", want)

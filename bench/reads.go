@@ -69,13 +69,18 @@ type ReadResult struct {
 	CacheHitRatio *float64 `json:"cache_hit_ratio,omitempty"`
 }
 
-// ReadCase is one route in one cache mode: the service and its ceiling.
+// ReadCase is one route in one cache mode: the service and its ceiling, from the round
+// whose ratio is the median.
 type ReadCase struct {
 	Route       string     `json:"route"` // stock or movement
 	Cache       string     `json:"cache"` // cached or uncached
 	Service     ReadResult `json:"service"`
 	Ceiling     ReadResult `json:"ceiling"`
 	CeilingKind string     `json:"ceiling_kind"`
+	// Rounds lists every round's requests/s in order, and Chosen (0-based) is the one
+	// Service and Ceiling come from.
+	Rounds []RoundRatio `json:"rounds,omitempty"`
+	Chosen int          `json:"chosen_round"`
 }
 
 // ReadsResult is the read phase.
@@ -89,6 +94,18 @@ type ReadsResult struct {
 	UncachedPeakRSSBytes int64 `json:"uncached_peak_rss_bytes,omitempty"`
 	// JSONMatches is "ok" when the bare handler answers byte for byte what the service does.
 	JSONMatches string `json:"json_matches"`
+	// Errors counts the failed requests of every round, service and ceilings, and
+	// FirstError is the first of them.
+	Errors     int64  `json:"errors"`
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// countErrors adds res's failed requests to Errors.
+func (rr *ReadsResult) countErrors(res ReadResult) {
+	rr.Errors += res.Errors
+	if rr.FirstError == "" {
+		rr.FirstError = res.FirstError
+	}
 }
 
 func (rr *ReadsResult) find(route, cache string) *ReadCase {
@@ -101,8 +118,10 @@ func (rr *ReadsResult) find(route, cache string) *ReadCase {
 	return &rr.Cases[len(rr.Cases)-1]
 }
 
-// reads measures both routes over the drained database: the bare Fiber handler, the
-// service with its cache, raw pgx, the service without cache.
+// reads measures both routes over the drained database, in each cache mode in rounds:
+// per round and route, the ceiling and then the service, both running all along (the
+// bare Fiber handler and the service with its cache; raw pgx and the service without
+// cache), so that a slow spell of the machine weighs on both sides of a ratio.
 func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
 	var rr ReadsResult
 	if err := vacuum(ctx, dbURL); err != nil {
@@ -116,81 +135,107 @@ func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
 		paths[routeMovement] = append(paths[routeMovement], "/api/movements/"+id.String())
 	}
 	rr.StockKeys, rr.MovementKeys = len(paths[routeStock]), len(paths[routeMovement])
-	routes := []string{routeStock, routeMovement}
 
-	// Cached: the bare Fiber handler, then the service with a cache that holds every key.
+	// Cached: the bare Fiber handler and the service with a cache that holds every key.
 	bare, err := r.startBare(ctx, dbURL)
 	if err != nil {
 		return rr, fmt.Errorf("bare Fiber handler: %w", err)
 	}
-	for _, route := range routes {
-		c := rr.find(route, cacheOn)
-		c.CeilingKind = "bare Fiber handler answering from a Go map"
-		c.Ceiling = r.measureHTTP(ctx, bare.addr, paths[route], bare)
-		r.logRead("ceiling", c.Ceiling, route, cacheOn)
-	}
-	if rss, err := bare.peakRSS(); err == nil {
-		rr.BarePeakRSSBytes = rss
-	}
+	defer bare.stop()
 	svc, err := r.startServe(ctx, "serve-cached", dbURL, rr.StockKeys+rr.MovementKeys+1024)
 	if err != nil {
 		return rr, err
 	}
+	defer svc.stop()
 	rr.JSONMatches = compareJSON(ctx, bare.addr, svc.addr, paths)
-	bare.stop()
-	if err := svc.alive(); err != nil {
-		return rr, err
-	}
-	for _, route := range routes {
+	for _, route := range []string{routeStock, routeMovement} {
 		if err := prime(ctx, svc.addr, paths[route], r.o.Connections); err != nil {
 			return rr, fmt.Errorf("prime the cache: %w", err)
 		}
 	}
-	rr.CachedPeakRSSBytes = r.measureServe(ctx, &rr, svc, "reads-cached-serve", cacheOn, routes, paths)
+	err = r.readRounds(ctx, &rr, cacheOn, "bare Fiber handler answering from a Go map", svc, "reads-cached-serve",
+		func(route string) ReadResult { return r.measureHTTP(ctx, bare.addr, paths[route], bare) },
+		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc) })
+	if err != nil {
+		return rr, err
+	}
+	rr.BarePeakRSSBytes, rr.CachedPeakRSSBytes = peakRSSOrZero(bare), peakRSSOrZero(svc)
+	bare.stop()
+	svc.stop()
 
-	// Uncached: raw pgx point reads, then the service with CACHE_SIZE=0.
+	// Uncached: raw pgx point reads and the service with CACHE_SIZE=0.
 	pool, err := openPool(ctx, dbURL, r.o.DBMaxConns)
 	if err != nil {
 		return rr, err
 	}
 	defer pool.Close()
-	for _, route := range routes {
-		c := rr.find(route, cacheOff)
-		c.CeilingKind = "raw pgx point reads (pgxpool, " + strconv.Itoa(r.o.DBMaxConns) + " connections)"
-		c.Ceiling = r.measurePgx(ctx, pool, route)
-		r.logRead("ceiling", c.Ceiling, route, cacheOff)
-	}
-	pool.Close()
 	svc, err = r.startServe(ctx, "serve-uncached", dbURL, 0)
 	if err != nil {
 		return rr, err
 	}
-	rr.UncachedPeakRSSBytes = r.measureServe(ctx, &rr, svc, "reads-uncached-serve", cacheOff, routes, paths)
+	defer svc.stop()
+	err = r.readRounds(ctx, &rr, cacheOff, "raw pgx point reads (pgxpool, "+strconv.Itoa(r.o.DBMaxConns)+" connections)", svc, "reads-uncached-serve",
+		func(route string) ReadResult { return r.measurePgx(ctx, pool, route) },
+		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc) })
+	if err != nil {
+		return rr, err
+	}
+	rr.UncachedPeakRSSBytes = peakRSSOrZero(svc)
 	return rr, ctx.Err()
 }
 
-// measureServe measures the service child on every route (profiling it as name when
-// asked), stops it, and returns its peak RSS, or 0 when /proc could not tell.
-func (r *runner) measureServe(ctx context.Context, rr *ReadsResult, svc *child, name, cache string,
-	routes []string, paths map[string][]string,
-) int64 {
-	profiled := r.profile(ctx, svc, name, max(1, int(r.o.ReadsDuration.Seconds())))
-	for _, route := range routes {
-		c := rr.find(route, cache)
-		c.Service = r.measureHTTP(ctx, svc.addr, paths[route], svc)
-		r.logRead("service", c.Service, route, cache)
-	}
-	rss, err := svc.peakRSS()
-	if err != nil {
-		rss = 0
+// readRounds measures one cache mode: Rounds rounds of, per route, the ceiling and then
+// the service, each case's figures from its median round. svc is the service child,
+// checked alive after every round and profiled as name (when asked) from its first
+// measurement.
+func (r *runner) readRounds(ctx context.Context, rr *ReadsResult, cache, ceilingKind string, svc *child, name string,
+	ceiling, service func(route string) ReadResult,
+) error {
+	routes := []string{routeStock, routeMovement}
+	rounds := make(map[string][]readRound, len(routes))
+	profiled := func() {}
+	for i := range r.o.Rounds {
+		for _, route := range routes {
+			var rd readRound
+			rd.ceiling = ceiling(route)
+			r.logRead("ceiling", rd.ceiling, route, cache, i)
+			if i == 0 && route == routes[0] {
+				profiled = r.profile(ctx, svc, name, max(1, int(r.o.ReadsDuration.Seconds())))
+			}
+			rd.service = service(route)
+			r.logRead("service", rd.service, route, cache, i)
+			rr.countErrors(rd.ceiling)
+			rr.countErrors(rd.service)
+			rounds[route] = append(rounds[route], rd)
+		}
+		if err := svc.alive(); err != nil {
+			profiled()
+			return err
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
 	profiled()
-	svc.stop()
+	for _, route := range routes {
+		c := rr.find(route, cache)
+		c.CeilingKind = ceilingKind
+		c.setMedianRound(rounds[route])
+	}
+	return ctx.Err()
+}
+
+// peakRSSOrZero is c's peak RSS, or 0 when /proc could not tell.
+func peakRSSOrZero(c *child) int64 {
+	rss, err := c.peakRSS()
+	if err != nil {
+		return 0
+	}
 	return rss
 }
 
-func (r *runner) logRead(who string, res ReadResult, route, cache string) {
-	r.log.Info("reads measured", "who", who, "route", route, "cache", cache, "req_per_second", round(res.RequestsPerSecond),
+func (r *runner) logRead(who string, res ReadResult, route, cache string, i int) {
+	r.log.Info("reads measured", "round", i+1, "who", who, "route", route, "cache", cache, "req_per_second", round(res.RequestsPerSecond),
 		"p50_ms", round(res.P50Ms), "p99_ms", round(res.P99Ms), "errors", res.Errors)
 }
 

@@ -17,8 +17,8 @@ func roundSuffix(i int, sep string) string {
 }
 
 // newRoundRatio is a round's figures; its ratio is 0 when the ceiling measured nothing.
-func newRoundRatio(p Pair) RoundRatio {
-	rr := RoundRatio{Service: p.Service.EventsPerSecond, Ceiling: p.Ceiling.EventsPerSecond}
+func newRoundRatio(service, ceiling float64) RoundRatio {
+	rr := RoundRatio{Service: service, Ceiling: ceiling}
 	if rr.Ceiling > 0 {
 		rr.Ratio = rr.Service / rr.Ceiling
 	}
@@ -49,7 +49,7 @@ func medianPair(rounds []Pair) Pair {
 	}
 	ratios := make([]RoundRatio, len(rounds))
 	for i, p := range rounds {
-		ratios[i] = newRoundRatio(p)
+		ratios[i] = newRoundRatio(p.Service.EventsPerSecond, p.Ceiling.EventsPerSecond)
 	}
 	chosen := medianRound(ratios)
 	p := rounds[chosen]
@@ -57,24 +57,44 @@ func medianPair(rounds []Pair) Pair {
 	return p
 }
 
-// roundsNote is the note of a phase's row: every round's ratio, in round order.
-func roundsNote(p Pair) string {
-	if len(p.Rounds) < 2 {
+// readRound is one round of a read case: the service's figures and its ceiling's.
+type readRound struct {
+	service, ceiling ReadResult
+}
+
+// setMedianRound fills c from its rounds: Service and Ceiling from the round whose ratio
+// of requests/s is the median (as medianPair chooses), every round's figures in Rounds.
+func (c *ReadCase) setMedianRound(rounds []readRound) {
+	if len(rounds) == 0 {
+		return
+	}
+	c.Rounds = make([]RoundRatio, len(rounds))
+	for i, rd := range rounds {
+		c.Rounds[i] = newRoundRatio(rd.service.RequestsPerSecond, rd.ceiling.RequestsPerSecond)
+	}
+	c.Chosen = medianRound(c.Rounds)
+	c.Service, c.Ceiling = rounds[c.Chosen].service, rounds[c.Chosen].ceiling
+}
+
+// roundsNote is the note of a phase's or a read case's row: every round's ratio, in
+// round order.
+func roundsNote(rounds []RoundRatio) string {
+	if len(rounds) < 2 {
 		return ""
 	}
-	ratios := make([]string, len(p.Rounds))
-	for i, rr := range p.Rounds {
+	ratios := make([]string, len(rounds))
+	for i, rr := range rounds {
 		ratios[i] = "—"
 		if rr.Ceiling > 0 {
 			ratios[i] = fmt.Sprintf("%.2f", rr.Ratio)
 		}
 	}
-	return fmt.Sprintf("median of %d rounds (ratios %s)", len(p.Rounds), strings.Join(ratios, ", "))
+	return fmt.Sprintf("median of %d rounds (ratios %s)", len(rounds), strings.Join(ratios, ", "))
 }
 
 func (r *runner) logRounds(phase string, p Pair) {
 	r.log.Info("rounds done", "phase", phase, "rounds", len(p.Rounds), "round_shown", p.Chosen+1,
-		"ratio", round(p.Rounds[p.Chosen].Ratio), "note", roundsNote(p))
+		"ratio", round(p.Rounds[p.Chosen].Ratio), "note", roundsNote(p.Rounds))
 }
 
 // everyRound is a check over every round of a phase: ok reports whether a round passes and

@@ -60,10 +60,10 @@ func TestMedianPair(t *testing.T) {
 
 func TestRoundsNote(t *testing.T) {
 	p := medianPair([]Pair{pairOf(70, 100), pairOf(1, 3), pairOf(60, 0)})
-	if got, want := roundsNote(p), "median of 3 rounds (ratios 0.70, 0.33, —)"; got != want {
+	if got, want := roundsNote(p.Rounds), "median of 3 rounds (ratios 0.70, 0.33, —)"; got != want {
 		t.Errorf("note %q, want %q", got, want)
 	}
-	if got := roundsNote(medianPair([]Pair{pairOf(70, 100)})); got != "" {
+	if got := roundsNote(medianPair([]Pair{pairOf(70, 100)}).Rounds); got != "" {
 		t.Errorf("one round: note %q, want none", got)
 	}
 	rep := &Report{Settings: Settings{Rounds: 3}, Drain: p, Pipeline: p}
@@ -72,7 +72,7 @@ func TestRoundsNote(t *testing.T) {
 		t.Errorf("drain row note %q", rep.Rows[0].Note)
 	}
 	md := rep.markdown()
-	for _, want := range []string{"median of 3 rounds (ratios 0.70, 0.33, —)", "drain and pipeline in 3 alternating rounds (ceiling, then service), the median round shown", "| drain (round 2 of 3) | service |"} {
+	for _, want := range []string{"median of 3 rounds (ratios 0.70, 0.33, —)", "drain, pipeline and every read case in 3 alternating rounds (ceiling, then service), the median round shown", "| drain (round 2 of 3) | service |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("README.md lacks %q", want)
 		}
@@ -135,4 +135,66 @@ func TestChecksEveryRound(t *testing.T) {
 	if c := cs["pipeline: service stored exactly the stream (event count, every stock row)"]; !c.OK || c.Detail != "ok" {
 		t.Errorf("one passing round: ok %v, detail %q", c.OK, c.Detail)
 	}
+}
+
+func readRoundOf(service, ceiling float64) readRound {
+	return readRound{service: ReadResult{RequestsPerSecond: service, P99Ms: service / 1000},
+		ceiling: ReadResult{RequestsPerSecond: ceiling, P99Ms: ceiling / 1000}}
+}
+
+func TestReadCaseMedianRound(t *testing.T) {
+	c := ReadCase{Route: routeStock, Cache: cacheOff}
+	c.setMedianRound([]readRound{readRoundOf(9000, 10000), readRoundOf(4000, 10000), readRoundOf(7000, 10000)})
+	if c.Chosen != 2 {
+		t.Fatalf("chosen round %d, want 2 (rounds %+v)", c.Chosen, c.Rounds)
+	}
+	if c.Service.RequestsPerSecond != 7000 || c.Ceiling.RequestsPerSecond != 10000 || c.Service.P99Ms != 7 {
+		t.Errorf("figures %+v / %+v are not round 3's", c.Service, c.Ceiling)
+	}
+	if len(c.Rounds) != 3 || c.Rounds[1] != (RoundRatio{Service: 4000, Ceiling: 10000, Ratio: 0.4}) {
+		t.Errorf("rounds %+v", c.Rounds)
+	}
+
+	rep := &Report{Settings: Settings{Rounds: 3}, Reads: ReadsResult{Cases: []ReadCase{c}}}
+	rep.build()
+	var row *Row
+	for i := range rep.Rows {
+		if rep.Rows[i].Phase == "reads" && rep.Rows[i].Figure == "req/s" {
+			row = &rep.Rows[i]
+		}
+	}
+	if row == nil {
+		t.Fatal("no req/s row for the read case")
+	}
+	if row.Note != "median of 3 rounds (ratios 0.90, 0.40, 0.70)" || row.Pass == nil || !*row.Pass {
+		t.Errorf("row %+v: want the median round's pass and every round's ratio", *row)
+	}
+	if md := rep.markdown(); !strings.Contains(md, "| stock, uncached (round 3 of 3) | service |") {
+		t.Errorf("details table does not name the round shown:\n%s", md)
+	}
+
+	one := ReadCase{}
+	one.setMedianRound([]readRound{readRoundOf(5, 10)})
+	if one.Chosen != 0 || roundsNote(one.Rounds) != "" || one.Service.RequestsPerSecond != 5 {
+		t.Errorf("one round: %+v", one)
+	}
+}
+
+func TestReadErrorsCheckEveryRound(t *testing.T) {
+	var rr ReadsResult
+	rr.JSONMatches = "ok"
+	rr.countErrors(ReadResult{})
+	rr.countErrors(ReadResult{Errors: 3, FirstError: "status 500"})
+	rr.countErrors(ReadResult{Errors: 1, FirstError: "timeout"})
+	// the chosen round's figures have no errors: the check must still see the others
+	rr.Cases = []ReadCase{{Route: routeStock, Cache: cacheOn}}
+	for _, c := range checks(&Report{Reads: rr}, nil, nil) {
+		if strings.HasPrefix(c.Name, "reads: every request answered 200") {
+			if c.OK || c.Detail != "4 errors status 500" {
+				t.Errorf("check %+v, want a failure with 4 errors and the first one", c)
+			}
+			return
+		}
+	}
+	t.Fatal("no reads error check")
 }
