@@ -146,13 +146,13 @@ func (o Options) withDefaults() Options {
 		o.OutDir = DefaultOutDir
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 1000
+		o.BatchSize = 2000
 	}
 	if o.BatchWait <= 0 {
 		o.BatchWait = 20 * time.Millisecond
 	}
 	if o.Prefetch <= 0 {
-		o.Prefetch = 2000
+		o.Prefetch = 4000
 	}
 	if o.DBMaxConns <= 0 {
 		o.DBMaxConns = 16

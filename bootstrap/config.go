@@ -28,7 +28,7 @@ type Config struct {
 	AMQPDeadLetterQueue    string `envconfig:"AMQP_DEAD_LETTER_QUEUE"`
 	// AMQPRetryExchange names the retry exchange and queue; defaults to the queue name + ".retry".
 	AMQPRetryExchange string `envconfig:"AMQP_RETRY_EXCHANGE"`
-	AMQPPrefetch      int    `envconfig:"AMQP_PREFETCH" default:"2000"`
+	AMQPPrefetch      int    `envconfig:"AMQP_PREFETCH" default:"4000"`
 	AMQPDeliveryLimit int    `envconfig:"AMQP_DELIVERY_LIMIT" default:"20"`
 
 	// ConsumerWorkers is how many consumers (each with its own channel and database
@@ -36,7 +36,7 @@ type Config struct {
 	// judged, so the database's cores and the network round trips overlap.
 	ConsumerWorkers int `envconfig:"CONSUMER_WORKERS" default:"1"`
 
-	BatchSize  int           `envconfig:"BATCH_SIZE" default:"1000"`
+	BatchSize  int           `envconfig:"BATCH_SIZE" default:"2000"`
 	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
 	RetryDelay time.Duration `envconfig:"RETRY_DELAY" default:"5s"`
 	RetryLimit int           `envconfig:"RETRY_LIMIT" default:"10"`

@@ -38,7 +38,7 @@ import (
 )
 
 // Settings every scenario shares. The consumer runs with its defaults otherwise
-// (BATCH_SIZE 1000, AMQP_PREFETCH 2000, RETRY_LIMIT 10).
+// (BATCH_SIZE 2000, AMQP_PREFETCH 4000, RETRY_LIMIT 10).
 const (
 	scenarioTimeout = 100 * time.Second
 	retryDelay      = 500 * time.Millisecond

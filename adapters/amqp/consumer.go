@@ -71,7 +71,7 @@ type ConsumerOptions struct {
 	Topology Topology
 	// Prefetch is the per-consumer QoS; at least BatchSize (the default) and at most 65535.
 	Prefetch int
-	// BatchSize is the most deliveries in one batch (default 1000).
+	// BatchSize is the most deliveries in one batch (default 2000).
 	BatchSize int
 	// BatchWait is how long a batch stays open after its first delivery (default 20ms).
 	BatchWait time.Duration
@@ -88,7 +88,7 @@ type ConsumerOptions struct {
 
 func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	if o.BatchSize < 1 {
-		o.BatchSize = 1000
+		o.BatchSize = 2000
 	}
 	o.Prefetch = min(max(o.Prefetch, o.BatchSize), 65535)
 	if o.BatchWait <= 0 {
