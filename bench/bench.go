@@ -35,7 +35,7 @@ const (
 	SmokeReadsDuration = 2 * time.Second
 	SmokeRounds        = 1
 
-	// maxRounds bounds Options.Rounds: each round of both phases costs over a minute.
+	// maxRounds bounds Options.Rounds: each round of all the phases costs about two minutes.
 	maxRounds = 9
 )
 
@@ -265,19 +265,16 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 
 	// Ceiling, then service, round after round: a slow spell of the machine then weighs
 	// on both sides of a ratio rather than on one figure, and the median round is shown.
-	drains := make([]Pair, 0, r.o.Rounds)
 	drainDBs := make([]string, 0, r.o.Rounds)
-	for i := range r.o.Rounds {
-		var p Pair
-		var err error
-		if p.Ceiling, err = r.bareDrain(ctx, i); err != nil {
-			return nil, fmt.Errorf("drain round %d, bare consumer: %w", i+1, err)
-		}
-		var db string
-		if p.Service, db, err = r.serviceDrain(ctx, i); err != nil {
-			return nil, fmt.Errorf("drain round %d, service: %w", i+1, err)
-		}
-		drains, drainDBs = append(drains, p), append(drainDBs, db)
+	drains, err := phaseRounds("drain", "bare consumer", r.o.Rounds,
+		func(i int) (IngestResult, error) { return r.bareDrain(ctx, i) },
+		func(i int) (IngestResult, error) {
+			res, db, err := r.serviceDrain(ctx, i)
+			drainDBs = append(drainDBs, db)
+			return res, err
+		})
+	if err != nil {
+		return nil, err
 	}
 	rep.Drain = medianPair(drains)
 	r.logRounds("drain", rep.Drain)
@@ -292,28 +289,38 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 	r.dropDatabases(ctx, others...)
 
-	pipelines := make([]Pair, 0, r.o.Rounds)
-	for i := range r.o.Rounds {
-		var p Pair
-		var err error
-		if p.Ceiling, err = r.barePipeline(ctx, i); err != nil {
-			return nil, fmt.Errorf("pipeline round %d, bare: %w", i+1, err)
-		}
-		if p.Service, err = r.servicePipeline(ctx, i); err != nil {
-			return nil, fmt.Errorf("pipeline round %d, service: %w", i+1, err)
-		}
-		pipelines = append(pipelines, p)
+	pipelines, err := phaseRounds("pipeline", "bare", r.o.Rounds,
+		func(i int) (IngestResult, error) { return r.barePipeline(ctx, i) },
+		func(i int) (IngestResult, error) { return r.servicePipeline(ctx, i) })
+	if err != nil {
+		return nil, err
 	}
 	rep.Pipeline = medianPair(pipelines)
 	r.logRounds("pipeline", rep.Pipeline)
 
-	var err error
 	if rep.Reads, err = r.reads(ctx, readsDB); err != nil {
 		return nil, fmt.Errorf("reads: %w", err)
 	}
 	rep.Checks = append(rep.Checks, checks(rep, drains, pipelines)...)
 	rep.build()
 	return rep, nil
+}
+
+// phaseRounds runs n rounds of a phase, each measuring the ceiling and then the service.
+func phaseRounds(phase, ceilingName string, n int, ceiling, service func(i int) (IngestResult, error)) ([]Pair, error) {
+	pairs := make([]Pair, 0, n)
+	for i := range n {
+		var p Pair
+		var err error
+		if p.Ceiling, err = ceiling(i); err != nil {
+			return nil, fmt.Errorf("%s round %d, %s: %w", phase, i+1, ceilingName, err)
+		}
+		if p.Service, err = service(i); err != nil {
+			return nil, fmt.Errorf("%s round %d, service: %w", phase, i+1, err)
+		}
+		pairs = append(pairs, p)
+	}
+	return pairs, nil
 }
 
 // sleepCtx waits d or until ctx is done, and reports whether d elapsed.

@@ -45,7 +45,7 @@ func Bench(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events in the stream of the drain and pipeline phases")
 	fs.DurationVar(&o.ReadsDuration, "reads-duration", bench.DefaultReadsDuration, "measured duration of each read case")
 	fs.IntVar(&o.Connections, "connections", bench.DefaultConnections, "concurrent HTTP connections (and pgx goroutines) of the read phase")
-	fs.IntVar(&o.Rounds, "rounds", bench.DefaultRounds, "rounds of the drain and pipeline phases, 1 to 9, each the ceiling then the service; the median round is reported")
+	fs.IntVar(&o.Rounds, "rounds", bench.DefaultRounds, "rounds of the drain and pipeline phases and of every read case, 1 to 9, each the ceiling then the service; the median round is reported")
 	fs.StringVar(&o.OutDir, "out", bench.DefaultOutDir, "directory of results.json, README.md and the charts")
 	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads, %d round) to check that the benchmark works; the figures mean nothing",
 		bench.SmokeEvents, bench.SmokeReadsDuration, bench.SmokeRounds))
