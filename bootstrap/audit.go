@@ -17,8 +17,15 @@ const auditUsage = `Usage: warehouse audit [--json]
 
 Recomputes every stock row and movement from the stored events, in one consistent
 snapshot, and prints the totals and every difference: stock rows that their events do
-not add up to, negative stock rows, and movements that disagree with their events. It
-exits with status 1 when it finds any. --json prints the report as one JSON object.
+not add up to, negative stock rows, and movements that disagree with their events.
+--json prints the report as one JSON object.
+
+Exit status:
+  0  the ledger is sound
+  1  the audit found differences: the ledger disagrees with its events
+  2  usage error (a bad flag or an argument)
+  3  the audit could not check: bad configuration, database missing or unreachable,
+     a query that failed, or a report it could not write
 
 `
 
@@ -26,11 +33,12 @@ exits with status 1 when it finds any. --json prints the report as one JSON obje
 const auditListed = 1000
 
 // ErrAuditFailed means the audit found stock or movements that disagree with the events;
-// main exits with status 1 on it, like on any error.
+// main exits with status 1 on it.
 var ErrAuditFailed = errors.New("audit failed")
 
 // Audit runs `warehouse audit`: it recomputes the ledger from the stored events, prints
 // what it found and returns an error wrapping ErrAuditFailed when the ledger is not sound.
+// Every other error but a usage error exits with status 3: the audit could not check.
 func Audit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
@@ -42,34 +50,43 @@ func Audit(ctx context.Context, args []string, stdout io.Writer) error {
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
-	cfg, log, err := setup()
+	r, err := auditLedger(ctx)
 	if err != nil {
-		return err
+		return withExitCode(exitUnchecked, err)
 	}
-	db, err := openDatabase(ctx, cfg, false)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	r, err := postgres.NewStore(db).Audit(ctx)
-	if err != nil {
-		return err
-	}
-	log.InfoContext(ctx, "audit done", "sound", r.Sound(), "events", r.Events,
-		"stock_mismatches", len(r.Mismatches), "negative_rows", r.NegativeRows, "movement_mismatches", len(r.MovementMismatches))
 	if *asJSON {
 		err = writeAuditJSON(stdout, r)
 	} else {
 		err = writeAuditText(stdout, r)
 	}
 	if err != nil {
-		return err
+		return withExitCode(exitUnchecked, fmt.Errorf("write report: %w", err))
 	}
 	if !r.Sound() {
-		return fmt.Errorf("%w: %s stock mismatches, %d negative stock rows, %s movement mismatches", ErrAuditFailed,
-			auditCount(len(r.Mismatches)), r.NegativeRows, auditCount(len(r.MovementMismatches)))
+		return withExitCode(exitFailure, fmt.Errorf("%w: %s stock mismatches, %d negative stock rows, %s movement mismatches",
+			ErrAuditFailed, auditCount(len(r.Mismatches)), r.NegativeRows, auditCount(len(r.MovementMismatches))))
 	}
 	return nil
+}
+
+// auditLedger loads the configuration, opens the existing database and audits it.
+func auditLedger(ctx context.Context) (postgres.AuditReport, error) {
+	cfg, log, err := setup()
+	if err != nil {
+		return postgres.AuditReport{}, err
+	}
+	db, err := openExistingDatabase(ctx, cfg)
+	if err != nil {
+		return postgres.AuditReport{}, err
+	}
+	defer db.Close()
+	r, err := postgres.NewStore(db).Audit(ctx)
+	if err != nil {
+		return r, err
+	}
+	log.InfoContext(ctx, "audit done", "sound", r.Sound(), "events", r.Events,
+		"stock_mismatches", len(r.Mismatches), "negative_rows", r.NegativeRows, "movement_mismatches", len(r.MovementMismatches))
+	return r, nil
 }
 
 // auditCount prints a count of listed mismatches, which the audit caps.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -88,4 +89,61 @@ func TestAuditRejectsArguments(t *testing.T) {
 	if err := Audit(context.Background(), []string{"now"}, &bytes.Buffer{}); err == nil {
 		t.Fatal("Audit with an argument = nil, want an error")
 	}
+}
+
+// TestAuditExitCodes checks the exit status main sets for each outcome of `warehouse
+// audit`, so that a script can tell "the ledger is wrong" from "could not check".
+func TestAuditExitCodes(t *testing.T) {
+	t.Run("sound", func(t *testing.T) {
+		mustAuditLedger(t)
+		if got := ExitCode(Audit(context.Background(), nil, io.Discard)); got != 0 {
+			t.Errorf("exit code = %d, want 0 on a sound ledger", got)
+		}
+	})
+	t.Run("mismatch", func(t *testing.T) {
+		x, store := mustAuditLedger(t)
+		if _, err := store.DB().ExecContext(context.Background(),
+			"UPDATE stock SET quantity = quantity - 1 WHERE warehouse_id = ? AND product_id = ?", x.From.String(), x.Product.String()); err != nil {
+			t.Fatal(err)
+		}
+		err := Audit(context.Background(), nil, io.Discard)
+		if got := ExitCode(err); got != 1 {
+			t.Errorf("exit code = %d (%v), want 1 on a mismatch", got, err)
+		}
+		if !errors.Is(err, ErrAuditFailed) {
+			t.Errorf("err = %v, want ErrAuditFailed", err)
+		}
+	})
+	for _, args := range [][]string{{"--bogus"}, {"--json=maybe"}, {"now"}, {"--json", "now"}} {
+		t.Run("usage "+strings.Join(args, " "), func(t *testing.T) {
+			// usage is checked before the database: this one would not answer
+			t.Setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/warehouse?sslmode=disable")
+			err := Audit(context.Background(), args, io.Discard)
+			if got := ExitCode(err); got != 2 {
+				t.Errorf("exit code = %d (%v), want 2 on a usage error", got, err)
+			}
+		})
+	}
+	t.Run("database unreachable", func(t *testing.T) {
+		t.Setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/warehouse?sslmode=disable")
+		err := Audit(context.Background(), nil, io.Discard)
+		if got := ExitCode(err); got != 3 {
+			t.Errorf("exit code = %d (%v), want 3 when the database does not answer", got, err)
+		}
+	})
+	t.Run("database missing", func(t *testing.T) {
+		dbURL := mustAbsentDatabase(t)
+		t.Setenv("DATABASE_URL", dbURL)
+		err := Audit(context.Background(), nil, io.Discard)
+		if got := ExitCode(err); got != 3 {
+			t.Errorf("exit code = %d (%v), want 3 when the database does not exist", got, err)
+		}
+	})
+	t.Run("configuration", func(t *testing.T) {
+		t.Setenv("DB_MAX_CONNS", "many")
+		err := Audit(context.Background(), nil, io.Discard)
+		if got := ExitCode(err); got != 3 {
+			t.Errorf("exit code = %d (%v), want 3 on a bad configuration", got, err)
+		}
+	})
 }

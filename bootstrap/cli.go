@@ -22,6 +22,52 @@ var errUsage = errors.New("usage")
 // ErrUsage reports whether err asks for the usage text.
 func ErrUsage(err error) bool { return errors.Is(err, errUsage) }
 
+// Exit statuses of the binary. Every command exits 0 when it succeeds, exitFailure when
+// it fails and exitUsage on a bad command line. audit also tells a ledger it found wrong
+// (exitFailure) from one it could not check (exitUnchecked), so that a script can.
+const (
+	exitFailure   = 1
+	exitUsage     = 2
+	exitUnchecked = 3
+)
+
+// exitError is an error that sets the exit status of the binary.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withExitCode makes err exit the binary with status code; nil stays nil.
+func withExitCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// usageError marks err, a bad flag or argument, as a usage error: main prints err, not the
+// whole usage (the flag package has printed the subcommand's), and exits with status 2.
+func usageError(err error) error { return withExitCode(exitUsage, err) }
+
+// ExitCode is the exit status of the binary after a command returned err: 0 for nil, 2
+// for a usage error, the status the command chose for err (audit: 3 when it could not
+// check), and 1 for any other error.
+func ExitCode(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return exitFailure
+}
+
 // Command returns the subcommand called name.
 func Command(name string) (CommandFunc, bool) {
 	cmd, ok := map[string]CommandFunc{
@@ -44,26 +90,32 @@ Usage:
   warehouse run                     migrate, then serve the HTTP API and consume events
   warehouse serve                   the HTTP API only
   warehouse consume                 the RabbitMQ consumer only (health and metrics on CONSUMER_HTTP_ADDR)
-  warehouse migrate up|down|status  schema migrations (creates the database when missing)
+  warehouse migrate up|status       schema migrations (up creates the database when missing)
+  warehouse migrate down [--yes]    revert the last migrations (--yes: even when the ledger holds events)
   warehouse produce [flags]         publish realistic, consistent movements (--help for flags)
   warehouse dead-letters list|replay  inspect dead letters; send chosen ones back (--help for flags)
-  warehouse audit [--json]          recompute stock and movements from the events; exit 1 on any mismatch
+  warehouse audit [--json]          recompute stock and movements from the events (exit 1: mismatch, 3: could not check)
   warehouse bench [--smoke]         measure the service against this machine's own ceilings (--help for flags)
+
+Exit status: 0 done, 1 failed (audit: the ledger disagrees with its events), 2 usage error
+(unknown command, bad flag or argument), 3 audit could not check (configuration, database
+unreachable, query failed).
 
 Configuration comes from the environment and from .env; see .env.example.
 `
 
 // parseFlags parses the flags of a subcommand that takes no positional arguments. help is
-// true when the user asked for -h (the usage is printed; the command does nothing).
+// true when the user asked for -h (the usage is printed; the command does nothing). A bad
+// flag or an argument is a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return true, nil
 		}
-		return false, err
+		return false, usageError(err)
 	}
 	if fs.NArg() > 0 {
-		return false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return false, usageError(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	return false, nil
 }

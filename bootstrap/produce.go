@@ -179,7 +179,7 @@ func produce(ctx context.Context, args []string, stdout io.Writer, env produceEn
 		return nil
 	}
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	log = log.With("component", "produce")
 

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
+
+	"warehouse/domain"
 )
 
 // migrationLockID keys the session advisory lock that serialises migrations from several
@@ -24,6 +26,9 @@ type MigrationStatus struct {
 	Name    string
 	Comment string
 	Applied bool
+	// Group is the group the migration was applied in (0 while pending). Rollback reverts
+	// the applied migrations of the highest group.
+	Group int64
 }
 
 // Migrate applies every pending migration of fsys and returns the names applied.
@@ -58,20 +63,61 @@ func Rollback(ctx context.Context, db *bun.DB, fsys fs.FS) ([]string, error) {
 	return reverted, err
 }
 
-// Status lists every migration of fsys and whether it is applied.
+// Status lists every migration of fsys and whether it is applied. It creates nothing: on a
+// database that was never migrated (no Bun migrations table) every migration is pending.
 func Status(ctx context.Context, db *bun.DB, fsys fs.FS) ([]MigrationStatus, error) {
 	var out []MigrationStatus
-	err := withMigrator(ctx, db, fsys, func(m *migrate.Migrator) error {
+	migrated, err := tableExists(ctx, db, migrationsTable)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	if !migrated { // the migrator's Init would create Bun's tables
+		ms := migrate.NewMigrations()
+		if err := ms.Discover(fsys); err != nil {
+			return nil, fmt.Errorf("discover migrations: %w", err)
+		}
+		for _, mig := range ms.Sorted() {
+			out = append(out, MigrationStatus{Name: mig.Name, Comment: mig.Comment})
+		}
+		return out, nil
+	}
+	err = withMigrator(ctx, db, fsys, func(m *migrate.Migrator) error {
 		ms, err := m.MigrationsWithStatus(ctx)
 		if err != nil {
 			return err
 		}
 		for _, mig := range ms {
-			out = append(out, MigrationStatus{Name: mig.Name, Comment: mig.Comment, Applied: mig.IsApplied()})
+			out = append(out, MigrationStatus{Name: mig.Name, Comment: mig.Comment, Applied: mig.IsApplied(), Group: mig.GroupID})
 		}
 		return nil
 	})
 	return out, err
+}
+
+// migrationsTable is where Bun's migrator records the applied migrations.
+const migrationsTable = "bun_migrations"
+
+// LedgerEvents returns how many events the ledger holds: 0 when there is no events table
+// (never migrated, or reverted).
+func LedgerEvents(ctx context.Context, db *bun.DB) (int64, error) {
+	exists, err := tableExists(ctx, db, "events")
+	if err != nil || !exists {
+		return 0, err
+	}
+	var n int64
+	if err := db.NewRaw("SELECT count(*) FROM events").Scan(ctx, &n); err != nil {
+		return 0, fmt.Errorf("count events: %w", translate(err))
+	}
+	return n, nil
+}
+
+// tableExists reports whether the search path holds a table called name.
+func tableExists(ctx context.Context, db *bun.DB, name string) (bool, error) {
+	var exists bool
+	if err := db.NewRaw("SELECT to_regclass(?) IS NOT NULL", name).Scan(ctx, &exists); err != nil {
+		return false, fmt.Errorf("look up table %s: %w", name, translate(err))
+	}
+	return exists, nil
 }
 
 func withMigrator(ctx context.Context, db *bun.DB, fsys fs.FS, fn func(*migrate.Migrator) error) error {
@@ -99,6 +145,24 @@ func withMigrator(ctx context.Context, db *bun.DB, fsys fs.FS, fn func(*migrate.
 	return nil
 }
 
+// CheckDatabase connects to the database named in rawURL and creates nothing. It returns
+// an error wrapping domain.ErrNotFound when the server says that database does not exist.
+func CheckDatabase(ctx context.Context, rawURL string) error {
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return fmt.Errorf("parse DATABASE_URL: %w", redactParseError(err))
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		return conn.Close(ctx)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "3D000" { // 3D000: invalid_catalog_name
+		return fmt.Errorf("database %q %w", cfg.Database, domain.ErrNotFound)
+	}
+	return fmt.Errorf("connect to database %q: %w", cfg.Database, translate(err))
+}
+
 // EnsureDatabase creates the database named in rawURL when it does not exist, connecting
 // to the server's "postgres" database to do so. It reports whether it created it.
 func EnsureDatabase(ctx context.Context, rawURL string) (created bool, err error) {
@@ -110,13 +174,8 @@ func EnsureDatabase(ctx context.Context, rawURL string) (created bool, err error
 	if name == "" || name == "postgres" {
 		return false, nil
 	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err == nil {
-		return false, conn.Close(ctx)
-	}
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "3D000" { // 3D000: invalid_catalog_name
-		return false, fmt.Errorf("connect to database %q: %w", name, translate(err))
+	if err := CheckDatabase(ctx, rawURL); !errors.Is(err, domain.ErrNotFound) {
+		return false, err
 	}
 	admin := cfg.Copy()
 	admin.Database = "postgres"
@@ -126,6 +185,7 @@ func EnsureDatabase(ctx context.Context, rawURL string) (created bool, err error
 	}
 	defer aconn.Close(ctx)
 	_, err = aconn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P04" { // created meanwhile by another process
 		return false, nil
 	}

@@ -25,11 +25,11 @@ func main() {
 	err := cmd(ctx, os.Args[2:], os.Stdout)
 	stop()
 	switch {
+	case err == nil:
 	case bootstrap.ErrUsage(err):
 		fmt.Fprint(os.Stderr, bootstrap.Usage)
-		os.Exit(2)
-	case err != nil:
+	default:
 		fmt.Fprintf(os.Stderr, "warehouse %s: %v\n", os.Args[1], err)
-		os.Exit(1)
 	}
+	os.Exit(bootstrap.ExitCode(err))
 }
