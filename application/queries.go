@@ -3,6 +3,7 @@ package application
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"warehouse/domain"
 	"warehouse/ports"
@@ -41,7 +42,7 @@ func (q *Queries) Movements(ctx context.Context, f ports.MovementFilter) (ports.
 		}
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		return ports.MovementPage{}, fmt.Errorf("%w: since must be before until", domain.ErrInvalid)
+		return ports.MovementPage{}, &domain.FieldError{Field: "since", Rule: "must be before until"}
 	}
 	return q.store.Movements(ctx, f)
 }
@@ -60,7 +61,7 @@ func pageLimit(n int) (int, error) {
 	case n == 0:
 		return ports.DefaultListLimit, nil
 	case n < 1 || n > ports.MaxListLimit:
-		return 0, fmt.Errorf("%w: limit %d is outside 1..%d", domain.ErrInvalid, n, ports.MaxListLimit)
+		return 0, &domain.FieldError{Field: "limit", Rule: fmt.Sprintf("is outside 1..%d", ports.MaxListLimit), Value: strconv.Itoa(n)}
 	}
 	return n, nil
 }

@@ -19,6 +19,9 @@ type Config struct {
 	DBMaxConns         int           `envconfig:"DB_MAX_CONNS" default:"16"`
 	DBStatementTimeout time.Duration `envconfig:"DB_STATEMENT_TIMEOUT" default:"30s"`
 	DBLockTimeout      time.Duration `envconfig:"DB_LOCK_TIMEOUT" default:"10s"`
+	// DBListWait bounds how long a list query waits for one of its slots in the pool
+	// before the request is shed (503 overloaded).
+	DBListWait time.Duration `envconfig:"DB_LIST_WAIT" default:"200ms"`
 
 	AMQPURL      string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/"`
 	AMQPExchange string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
@@ -100,6 +103,7 @@ func (c Config) validate() error {
 	check(c.CacheTTL >= 0, "CACHE_TTL must not be negative")
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT must be positive")
 	check(c.DBMaxConns >= 1, "DB_MAX_CONNS must be positive")
+	check(c.DBListWait > 0, "DB_LIST_WAIT must be positive")
 	for name, raw := range map[string]string{"DATABASE_URL": c.DatabaseURL, "AMQP_URL": c.AMQPURL} {
 		if _, err := url.Parse(raw); err != nil {
 			errs = append(errs, fmt.Errorf("%s is not a URL", name)) // the URL may hold a password: never echo it

@@ -118,7 +118,13 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		}
 		log.InfoContext(ctx, "schema up to date", "applied", len(applied))
 	}
-	store := postgres.NewStore(db)
+	store := postgres.NewStoreWithOptions(db, postgres.StoreOptions{ListWait: cfg.DBListWait})
+	// Readiness pings on a connection of its own: a pool busy with reads is not an outage.
+	pinger, err := postgres.OpenPinger(postgres.Options{URL: cfg.DatabaseURL})
+	if err != nil {
+		return err
+	}
+	defer pinger.Close()
 
 	var (
 		queries  ports.Queries = application.NewQueries(store)
@@ -130,7 +136,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 	}
 
 	var consumers []*amqpadapter.Consumer
-	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "postgres", Run: store.Ping}}}
+	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "postgres", Run: pinger.Ping}}}
 	if r.consume {
 		recorder := application.NewRecorder(store, notifier)
 		for range cfg.ConsumerWorkers {

@@ -22,6 +22,31 @@ var (
 	ErrNotFound = errors.New("not found")
 )
 
-func wrapInvalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+// FieldError is an ErrInvalid that says which field of the input broke which rule. Its
+// Error quotes the offending value (clipped), for logs and dead-letter details; Field and
+// Rule never hold input, so an answer to a client can show them without echoing what the
+// client sent.
+type FieldError struct {
+	// Field names the input: "movement_id", "timestamp", "since".
+	Field string
+	// Rule says what the value breaks, as a predicate: "is not a canonical UUID".
+	Rule string
+	// Value is the offending input, clipped to a few dozen bytes; empty when there was none.
+	Value string
 }
+
+// invalidField returns a FieldError for value, clipped.
+func invalidField(field, rule, value string) error {
+	return &FieldError{Field: field, Rule: rule, Value: clip(value)}
+}
+
+// Error reads like `invalid: movement_id "x" is not a canonical UUID`.
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%v: %s %s", ErrInvalid, e.Field, e.Rule)
+	}
+	return fmt.Sprintf("%v: %s %q %s", ErrInvalid, e.Field, e.Value, e.Rule)
+}
+
+// Unwrap makes a FieldError match ErrInvalid.
+func (e *FieldError) Unwrap() error { return ErrInvalid }

@@ -115,11 +115,11 @@ func NewEvent(in EventInput) (Event, error) {
 func ParseTimestamp(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil || !rfc3339Shape.MatchString(s) || offsetHoursTooLarge(s) {
-		return time.Time{}, fmt.Errorf("%w: %s %q is not an RFC 3339 time with offset", ErrInvalid, field, clip(s))
+		return time.Time{}, invalidField(field, "is not an RFC 3339 time with offset", s)
 	}
 	t = t.UTC().Truncate(time.Microsecond)
 	if y := t.Year(); y < 1 || y > 9999 {
-		return time.Time{}, fmt.Errorf("%w: %s %q falls outside the years 1 to 9999 in UTC", ErrInvalid, field, clip(s))
+		return time.Time{}, invalidField(field, "falls outside the years 1 to 9999 in UTC", s)
 	}
 	return t, nil
 }

@@ -1,8 +1,6 @@
 package domain
 
 import (
-	"fmt"
-
 	"github.com/google/uuid"
 )
 
@@ -45,12 +43,13 @@ func ParseProductID(s string) (ProductID, error) {
 // parseCanonicalUUID accepts only the 8-4-4-4-12 hexadecimal form: uuid.Parse alone
 // would also take braces, a urn:uuid: prefix and the 32-digit form.
 func parseCanonicalUUID(field, s string) (uuid.UUID, error) {
+	const rule = "is not a canonical UUID"
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return uuid.UUID{}, fmt.Errorf("%w: %s %q is not a canonical UUID", ErrInvalid, field, clip(s))
+		return uuid.UUID{}, invalidField(field, rule, s)
 	}
 	u, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.UUID{}, fmt.Errorf("%w: %s %q is not a canonical UUID", ErrInvalid, field, clip(s))
+		return uuid.UUID{}, invalidField(field, rule, s)
 	}
 	return u, nil
 }

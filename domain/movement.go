@@ -21,7 +21,7 @@ func ParseMovementStatus(s string) (MovementStatus, error) {
 	case InTransit, Arrived, Completed:
 		return st, nil
 	}
-	return "", wrapInvalid("status %q, want in_transit, arrived or completed", clip(s))
+	return "", invalidField("status", "is not in_transit, arrived or completed", s)
 }
 
 // Leg is one end of a movement: what one warehouse reported.

@@ -6,3 +6,10 @@ import "errors"
 // the request or batch was fine and may succeed later. HTTP maps it to 503; the consumer
 // keeps its batch and retries.
 var ErrUnavailable = errors.New("unavailable")
+
+// ErrOverloaded marks a read the service shed because too many like it were already
+// running: the dependency is healthy, the process is busy. It is never an outage, so it
+// is not wrapped in ErrUnavailable and does not make the process unready. A caller may
+// retry after a short pause; HTTP maps it to 503 with Retry-After and a problem type of
+// its own. Decorators pass it through unchanged and never cache it.
+var ErrOverloaded = errors.New("overloaded")

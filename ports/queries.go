@@ -52,7 +52,9 @@ type StockPage struct {
 
 // Queries answers the read side of the API. Implementations are safe for concurrent use.
 // Errors wrap domain.ErrNotFound for an unknown movement or stock row and ErrUnavailable
-// when the backing store cannot be reached.
+// when the backing store cannot be reached. A read the implementation sheds because too
+// many are running (the store is healthy, only busy) fails with ErrOverloaded, never
+// with ErrUnavailable; decorators pass it on unchanged and do not cache it.
 type Queries interface {
 	// Movement returns one movement with the legs seen so far.
 	Movement(ctx context.Context, id domain.MovementID) (domain.Movement, error)

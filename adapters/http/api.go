@@ -1,6 +1,7 @@
 package http
 
 import (
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -24,11 +25,22 @@ type api struct {
 	auth fiber.Handler
 }
 
+// apiPrefix is the root of the read API; everything under it needs the token.
+const apiPrefix = "/api"
+
 func (a api) routes(app *fiber.App) {
-	app.Get(routeMovement, a.auth, a.movement)
-	app.Get(routeMovements, a.auth, a.movements)
-	app.Get(routeStock, a.auth, a.stock)
-	app.Get(routeWarehouseStock, a.auth, a.warehouseStock)
+	// The token is checked before routing, for every path under /api: a 404 or a 405
+	// that came first would let a client without the token map the API.
+	app.Use(func(c *fiber.Ctx) error {
+		if p := c.Path(); p == apiPrefix || strings.HasPrefix(p, apiPrefix+"/") {
+			return a.auth(c)
+		}
+		return c.Next()
+	})
+	app.Get(routeMovement, a.movement)
+	app.Get(routeMovements, a.movements)
+	app.Get(routeStock, a.stock)
+	app.Get(routeWarehouseStock, a.warehouseStock)
 }
 
 func (a api) movement(c *fiber.Ctx) error {

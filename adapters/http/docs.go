@@ -52,7 +52,7 @@ func sendDocsFile(c *fiber.Ctx, name string) error {
 		body, err = fs.ReadFile(swaggerfiles.FS, name)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return fiber.NewError(fiber.StatusNotFound, "no documentation file "+path.Base(name))
+		return fiber.ErrNotFound
 	}
 	if err != nil {
 		return err

@@ -3,10 +3,10 @@ package http
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,8 +21,21 @@ import (
 // problemContentType is the media type of RFC 9457 problem details.
 const problemContentType = "application/problem+json"
 
-// problem is an RFC 9457 problem document. Type is always about:blank, so Title is the
-// HTTP status phrase and Detail says what went wrong for this request.
+// Problem types. Every problem is about:blank (its title is the status phrase) except
+// overload, which a client or a proxy should tell from an outage: both are 503.
+const (
+	problemTypeBlank      = "about:blank"
+	problemTypeOverloaded = "urn:warehouse:problem:overloaded"
+)
+
+// overloadRetryAfter is the Retry-After of an overload answer, in seconds: list queries
+// wait at most a fraction of a second for a slot, so a second later the queue has turned
+// over many times.
+const overloadRetryAfter = "1"
+
+// problem is an RFC 9457 problem document. Detail says what went wrong for this request
+// in words of the API (a field and the rule it broke), never in the request's own bytes:
+// a detail may not quote a path, a query or a header value.
 type problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
@@ -30,19 +43,40 @@ type problem struct {
 	Detail string `json:"detail"`
 }
 
-// problemFor is the one place where errors become HTTP statuses. Only 4xx details come
-// from the error; a 5xx detail never shows internals.
+// json encodes p; a problem of four plain fields always encodes.
+func (p problem) json() []byte {
+	body, _ := json.Marshal(p)
+	return body
+}
+
+// problemFor is the one place where errors become HTTP statuses. A detail comes from a
+// fixed text, from the field and rule of a domain.FieldError, or from a requestError
+// (whose texts are constants of this package); never from an error's message, which may
+// quote input. A 5xx detail never shows internals.
 func problemFor(err error) problem {
-	var fe *fiber.Error
+	var (
+		fe    *fiber.Error
+		re    *requestError
+		field *domain.FieldError
+	)
 	switch {
 	case errors.As(err, &fe) && fe.Code < fiber.StatusInternalServerError:
-		return newProblem(fe.Code, fe.Message)
+		return newProblem(fe.Code, fixedDetail(fe.Code))
 	case errors.As(err, &fe):
 		return newProblem(fe.Code, "the server could not answer; the error has been logged")
+	case errors.As(err, &re):
+		return newProblem(fiber.StatusBadRequest, re.detail)
+	case errors.As(err, &field):
+		return newProblem(fiber.StatusBadRequest, field.Field+" "+field.Rule)
 	case errors.Is(err, domain.ErrInvalid):
-		return newProblem(fiber.StatusBadRequest, err.Error())
+		return newProblem(fiber.StatusBadRequest, fixedDetail(fiber.StatusBadRequest))
 	case errors.Is(err, domain.ErrNotFound):
-		return newProblem(fiber.StatusNotFound, "")
+		return newProblem(fiber.StatusNotFound, "nothing is stored under these ids")
+	case errors.Is(err, ports.ErrOverloaded): // before the context errors it may wrap
+		return problem{
+			Type: problemTypeOverloaded, Title: "Overloaded", Status: fiber.StatusServiceUnavailable,
+			Detail: "the server is busy with other reads and did not start this one; retry after the Retry-After delay",
+		}
 	case errors.Is(err, ports.ErrUnavailable),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return newProblem(fiber.StatusServiceUnavailable, "a dependency did not answer in time; try again later")
@@ -51,18 +85,53 @@ func problemFor(err error) problem {
 }
 
 func newProblem(status int, detail string) problem {
-	return problem{Type: "about:blank", Title: utils.StatusMessage(status), Status: status, Detail: detail}
+	return problem{Type: problemTypeBlank, Title: utils.StatusMessage(status), Status: status, Detail: detail}
 }
 
-// handleError is the Fiber ErrorHandler: the only writer of problem documents, and the
-// only place where a failed request is logged (5xx only; a 4xx is the client's business).
+// fixedDetail is the detail of a status that Fiber or fasthttp decided (no route, a
+// method not allowed, a parse error…): their messages may quote the request, ours never do.
+func fixedDetail(status int) string {
+	switch status {
+	case fiber.StatusBadRequest:
+		return "the request is malformed"
+	case fiber.StatusUnauthorized:
+		return "a valid bearer token is required"
+	case fiber.StatusNotFound:
+		return "nothing exists at this path"
+	case fiber.StatusMethodNotAllowed:
+		return "this path answers GET and HEAD only"
+	case fiber.StatusRequestTimeout:
+		return "the request was not received within the read timeout"
+	case fiber.StatusRequestEntityTooLarge:
+		return "the request body is larger than the server accepts"
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		return "the request line and headers are larger than the server accepts"
+	case fiber.StatusNotImplemented:
+		return "the request method is not one this server implements"
+	}
+	return utils.StatusMessage(status)
+}
+
+// requestError is a 400 of this adapter (a query parameter, a limit, a cursor) whose
+// detail is written from constants only.
+type requestError struct{ detail string }
+
+func (e *requestError) Error() string { return domain.ErrInvalid.Error() + ": " + e.detail }
+
+// Unwrap makes a requestError match domain.ErrInvalid.
+func (e *requestError) Unwrap() error { return domain.ErrInvalid }
+
+// handleError is the Fiber ErrorHandler: it answers every failed request through
+// writeProblem, and is the only place where a failed request is logged (5xx at Error;
+// outages and overload at Warn, at most once a second each; a 4xx at Debug).
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	p := problemFor(err)
 	switch {
-	case p.Status == fiber.StatusNotFound && p.Detail == "":
-		p.Detail = "nothing exists at " + c.Path()
 	case p.Status == fiber.StatusMethodNotAllowed:
 		c.Set(fiber.HeaderAllow, "GET, HEAD")
+	case p.Type == problemTypeOverloaded:
+		c.Set(fiber.HeaderRetryAfter, overloadRetryAfter)
+		s.shed.WithLabelValues(s.routeOf(c)).Inc()
 	}
 	attrs := []any{"method", c.Method(), "path", c.Path(), "status", p.Status, "err", err}
 	var pe *panicError
@@ -70,6 +139,11 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		attrs = append(attrs, "stack", string(pe.stack))
 	}
 	switch {
+	case p.Type == problemTypeOverloaded:
+		// Overload is the service protecting the database, not a fault.
+		if ok, suppressed := s.overloadLog.allow(time.Now()); ok {
+			s.log.WarnContext(c.UserContext(), "request shed", append(attrs, "suppressed", suppressed)...)
+		}
 	case p.Status == fiber.StatusServiceUnavailable:
 		// An outage fails every request alike: one line a second tells the story.
 		if ok, suppressed := s.unavailableLog.allow(time.Now()); ok {
@@ -80,14 +154,8 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	default:
 		s.log.DebugContext(c.UserContext(), "request refused", attrs...)
 	}
-	body, merr := c.App().Config().JSONEncoder(p)
-	if merr != nil {
-		return merr
-	}
-	c.Status(p.Status)
-	c.Set(fiber.HeaderContentType, problemContentType)
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Send(body)
+	writeProblem(c.Context(), p)
+	return nil
 }
 
 // panicError carries a recovered panic to handleError, which logs the stack; the client
@@ -133,7 +201,7 @@ func bearerAuth(token string) fiber.Handler {
 			return c.Next()
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="warehouse"`)
-		return fiber.NewError(fiber.StatusUnauthorized, "a valid bearer token is required")
+		return fiber.ErrUnauthorized
 	}
 }
 
@@ -142,18 +210,22 @@ func bearerAuth(token string) fiber.Handler {
 func (s *Server) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	if err := c.Next(); err != nil {
-		if herr := s.handleError(c, err); herr != nil {
-			_ = c.SendStatus(fiber.StatusInternalServerError)
-		}
+		_ = s.handleError(c, err) // it writes the answer itself and never fails
 	}
-	route := "unmatched"
-	if r := c.Route(); r != nil && s.templates[r.Path] {
-		route = r.Path
-	}
-	method := methodLabel(c.Method())
-	s.requests.WithLabelValues(method, route, strconv.Itoa(c.Response().StatusCode())).Inc()
-	s.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
+	s.count(methodLabel(c.Method()), s.routeOf(c), c.Response().StatusCode(), start)
 	return nil
+}
+
+// routeUnmatched labels the metrics of requests that matched no route.
+const routeUnmatched = "unmatched"
+
+// routeOf returns the route template that c matched, or routeUnmatched: a metric label,
+// never the raw path.
+func (s *Server) routeOf(c *fiber.Ctx) string {
+	if r := c.Route(); r != nil && s.templates[r.Path] {
+		return r.Path
+	}
+	return routeUnmatched
 }
 
 // methodLabel returns a constant for the method: Fiber's string aliases a request buffer

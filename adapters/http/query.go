@@ -3,7 +3,6 @@ package http
 import (
 	"bytes"
 	"encoding/base64"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,18 +28,27 @@ func readQuery(c *fiber.Ctx, allowed ...string) (map[string]string, error) {
 		if err != nil {
 			return
 		}
-		name := string(k)
-		if !slices.Contains(allowed, name) {
-			err = fmt.Errorf("%w: unknown query parameter %q", domain.ErrInvalid, clip(name))
+		// Details name parameters from allowed only: the name sent may be anything.
+		i := slices.Index(allowed, string(k))
+		if i < 0 {
+			err = unknownParameter(allowed)
 			return
 		}
+		name := allowed[i]
 		if _, dup := query[name]; dup {
-			err = fmt.Errorf("%w: query parameter %q given more than once", domain.ErrInvalid, name)
+			err = &requestError{detail: "query parameter " + name + " is given more than once"}
 			return
 		}
 		query[name] = string(v)
 	})
 	return query, err
+}
+
+func unknownParameter(allowed []string) error {
+	if len(allowed) == 0 {
+		return &requestError{detail: "unknown query parameter: this route takes none"}
+	}
+	return &requestError{detail: "unknown query parameter: this route takes " + strings.Join(allowed, ", ")}
 }
 
 // parseLimit reads the optional limit: 1..ports.MaxListLimit, default ports.DefaultListLimit.
@@ -51,10 +59,12 @@ func parseLimit(query map[string]string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > ports.MaxListLimit {
-		return 0, fmt.Errorf("%w: limit %q is not an integer from 1 to %d", domain.ErrInvalid, clip(v), ports.MaxListLimit)
+		return 0, errBadLimit
 	}
 	return n, nil
 }
+
+var errBadLimit = &requestError{detail: "limit is not an integer from 1 to " + strconv.Itoa(ports.MaxListLimit)}
 
 // parseTime reads an RFC 3339 time. A '+' sent unencoded in a query string arrives as a
 // space, and no valid RFC 3339 time has one, so a space is read back as '+'.
@@ -83,7 +93,9 @@ func decodeMovementCursor(s string) (domain.MovementCursor, error) {
 	if !ok {
 		return domain.MovementCursor{}, errBadCursor
 	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
+	// As strict as since and until: a forged cursor must not carry a time that the
+	// store cannot hold (PostgreSQL refuses year 0).
+	t, err := domain.ParseTimestamp("cursor", ts)
 	if err != nil {
 		return domain.MovementCursor{}, errBadCursor
 	}
@@ -91,7 +103,7 @@ func decodeMovementCursor(s string) (domain.MovementCursor, error) {
 	if err != nil {
 		return domain.MovementCursor{}, errBadCursor
 	}
-	return domain.MovementCursor{Time: t.UTC(), ID: mid}, nil
+	return domain.MovementCursor{Time: t, ID: mid}, nil
 }
 
 func encodeStockCursor(p domain.ProductID) string {
@@ -110,7 +122,7 @@ func decodeStockCursor(s string) (domain.ProductID, error) {
 	return p, nil
 }
 
-var errBadCursor = fmt.Errorf("%w: cursor is malformed; pass next_cursor from the previous page unchanged", domain.ErrInvalid)
+var errBadCursor = &requestError{detail: "cursor is malformed; pass next_cursor from the previous page unchanged"}
 
 // decodeCursor returns the text after prefix, or false when s is not one of our cursors.
 func decodeCursor(s, prefix string) (string, bool) {
@@ -122,13 +134,4 @@ func decodeCursor(s, prefix string) (string, bool) {
 		return "", false
 	}
 	return string(raw[len(prefix):]), true
-}
-
-// clip keeps echoed input short in error details.
-func clip(s string) string {
-	const limit = 64
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
 }

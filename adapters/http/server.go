@@ -51,13 +51,15 @@ type Server struct {
 	ready    Readiness
 	failing  []atomic.Bool // per check, so that only changes of state are logged
 	draining atomic.Bool
-	// unavailableLog rate-limits the warnings of 503 answers.
+	// unavailableLog and overloadLog rate-limit the warnings of 503 answers.
 	unavailableLog logLimiter
+	overloadLog    logLimiter
 	// templates holds the path of every route with a handler (middleware routes excluded):
 	// a request whose final route is not one of them matched nothing.
 	templates map[string]bool
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	shed      *prometheus.CounterVec
 }
 
 // NewServer returns a server with the read API over q (/api/...), its OpenAPI document
@@ -98,6 +100,10 @@ func newServer(opts Options, ready Readiness, reg *prometheus.Registry, log *slo
 			Help:    "Time to answer HTTP requests, by method and route template.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"method", "route"})),
+		shed: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_shed_total",
+			Help: "API requests answered 503 overloaded (ports.ErrOverloaded) instead of being served, by route template.",
+		}, []string{"route"})),
 	}
 	s.app = fiber.New(fiber.Config{
 		ErrorHandler:          s.handleError,
@@ -123,6 +129,7 @@ func newServer(opts Options, ready Readiness, reg *prometheus.Registry, log *slo
 		ErrorHandling: promhttp.ContinueOnError,
 	})))
 	more(s.app)
+	s.guard()
 
 	s.templates = make(map[string]bool)
 	for _, r := range s.app.GetRoutes(true) { // true leaves out the middleware routes

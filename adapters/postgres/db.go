@@ -36,6 +36,21 @@ type Options struct {
 
 // Open returns a Bun database on a pgx pool. It does not connect yet: Ping does.
 func Open(opts Options) (*bun.DB, error) {
+	cfg, err := connConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	sqldb := stdlib.OpenDB(*cfg)
+	if opts.MaxConns > 0 {
+		sqldb.SetMaxOpenConns(opts.MaxConns)
+		sqldb.SetMaxIdleConns(opts.MaxConns)
+	}
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	return bun.NewDB(sqldb, pgdialect.New()), nil
+}
+
+// connConfig is the pgx configuration of every connection the adapter opens.
+func connConfig(opts Options) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", redactParseError(err))
@@ -51,13 +66,7 @@ func Open(opts Options) (*bun.DB, error) {
 		cfg.RuntimeParams["lock_timeout"] = strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)
 	}
 	cfg.RuntimeParams["application_name"] = "warehouse"
-	sqldb := stdlib.OpenDB(*cfg)
-	if opts.MaxConns > 0 {
-		sqldb.SetMaxOpenConns(opts.MaxConns)
-		sqldb.SetMaxIdleConns(opts.MaxConns)
-	}
-	sqldb.SetConnMaxIdleTime(5 * time.Minute)
-	return bun.NewDB(sqldb, pgdialect.New()), nil
+	return cfg, nil
 }
 
 // redactParseError drops pgx's parse error text, which may quote the URL with its password.
@@ -91,7 +100,8 @@ func translate(err error) error {
 	return fmt.Errorf("%w: postgres: %w", ports.ErrUnavailable, err)
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers through the pool: it waits for a free
+// connection like any query. Readiness uses a Pinger instead, whose connection is its own.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
 		return translate(err)

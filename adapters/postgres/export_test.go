@@ -1,5 +1,7 @@
 package postgres
 
+import "context"
+
 // MovementsQuery exposes the list query builder to the plan test.
 var MovementsQuery = movementsQuery
 
@@ -14,3 +16,9 @@ const (
 	StocksQuery        = stocksQuery
 	MovementsByIDQuery = movementsByIDQuery
 )
+
+// AdmitList takes a list-query slot as Movements and WarehouseStock do.
+func (s *Store) AdmitList(ctx context.Context) (release func(), err error) { return s.admitList(ctx) }
+
+// ListQueries is how many list queries may run at once.
+func (s *Store) ListQueries() int { return cap(s.listSlots) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -136,10 +137,41 @@ func (s *Store) fetchStock(ctx context.Context, keys []domain.StockKey) (map[dom
 	return found, nil
 }
 
+// admitList takes a list-query slot, waiting at most s.listWait, and returns the function
+// that gives it back. A page of up to 1000 rows holds its connection far longer than a
+// point read: without a bound, a burst of lists takes every connection of the pool, and
+// then every request (ingest too) waits for one until its deadline, which looks like an
+// outage. With it, lists beyond the bound fail fast with ports.ErrOverloaded and the
+// rest of the pool stays free for point reads and writes.
+func (s *Store) admitList(ctx context.Context) (release func(), err error) {
+	release = func() { <-s.listSlots }
+	select {
+	case s.listSlots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	timer := time.NewTimer(s.listWait)
+	defer timer.Stop()
+	select {
+	case s.listSlots <- struct{}{}:
+		return release, nil
+	case <-timer.C:
+		return nil, fmt.Errorf("%w: %d list queries running, none finished within %v", ports.ErrOverloaded, cap(s.listSlots), s.listWait)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for a list query slot: %w", ports.ErrOverloaded, ctx.Err())
+	}
+}
+
 // Movements lists movements newest first by (moved_at, movement_id). Each filter has an
 // index that ends in that order, so a page is an index range scan of limit+1 rows. A
 // warehouse matches either end: the two ends are two index scans merged by a UNION.
+// It fails with ports.ErrOverloaded when no list slot frees in time (see admitList).
 func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.MovementPage, error) {
+	release, err := s.admitList(ctx)
+	if err != nil {
+		return ports.MovementPage{}, fmt.Errorf("list movements: %w", err)
+	}
+	defer release()
 	query, qargs := movementsQuery(f)
 	var rows []struct {
 		movementRow `bun:",extend"`
@@ -206,13 +238,19 @@ func movementsQuery(f ports.MovementFilter) (string, []any) {
 }
 
 // WarehouseStock lists a warehouse's stock by product id: a range scan of the primary key.
+// It fails with ports.ErrOverloaded when no list slot frees in time (see admitList).
 func (s *Store) WarehouseStock(ctx context.Context, f ports.StockFilter) (ports.StockPage, error) {
+	release, err := s.admitList(ctx)
+	if err != nil {
+		return ports.StockPage{}, fmt.Errorf("list stock of warehouse %s: %w", f.Warehouse, err)
+	}
+	defer release()
 	after := uuid.Nil.String()
 	if f.After != nil {
 		after = f.After.String()
 	}
 	var rows []stockRow
-	err := s.db.NewRaw(`SELECT warehouse_id, product_id, quantity, updated_at FROM stock
+	err = s.db.NewRaw(`SELECT warehouse_id, product_id, quantity, updated_at FROM stock
 		WHERE warehouse_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`,
 		f.Warehouse.String(), after, f.Limit+1).Scan(ctx, &rows)
 	if err != nil {

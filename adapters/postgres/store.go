@@ -25,16 +25,61 @@ type Store struct {
 	lockUntil     atomic.Int64 // UnixNano until which Apply locks first (see lockingSpell)
 	movementReads *coalescer[domain.MovementID, domain.Movement]
 	stockReads    *coalescer[domain.StockKey, domain.Stock]
+	// listSlots admits list queries (see admitList): one token per query running.
+	listSlots chan struct{}
+	listWait  time.Duration
 }
 
 var _ ports.Store = (*Store)(nil)
 
-// NewStore returns a Store on db, whose schema Migrate has brought up to date.
-func NewStore(db *bun.DB) *Store {
-	s := &Store{db: db}
+// StoreOptions bounds the list queries of a Store. Zero fields take the defaults.
+type StoreOptions struct {
+	// ListQueries is how many list queries (Movements, WarehouseStock) may run at once.
+	// The default leaves room in the pool for the coalesced point reads and for ingest:
+	// the pool size less 2×4 point-read queries and 2 connections for writes, at least 1
+	// (6 of a pool of 16); 8 when the pool is unbounded.
+	ListQueries int
+	// ListWait is how long a list query waits for a slot before it fails with
+	// ports.ErrOverloaded; DefaultListWait when zero.
+	ListWait time.Duration
+}
+
+// DefaultListWait is the default StoreOptions.ListWait: long enough to ride out a burst,
+// short enough that a shed request answers well within any client's patience.
+const DefaultListWait = 200 * time.Millisecond
+
+// Connections of the pool the default ListQueries leaves to ingest, and its value for an
+// unbounded pool.
+const (
+	writeConns         = 2
+	unboundedListSlots = 8
+)
+
+// NewStore returns a Store on db, whose schema Migrate has brought up to date, with the
+// default StoreOptions.
+func NewStore(db *bun.DB) *Store { return NewStoreWithOptions(db, StoreOptions{}) }
+
+// NewStoreWithOptions returns a Store on db bounded by opts.
+func NewStoreWithOptions(db *bun.DB, opts StoreOptions) *Store {
+	if opts.ListQueries <= 0 {
+		opts.ListQueries = defaultListQueries(db.DB.Stats().MaxOpenConnections)
+	}
+	if opts.ListWait <= 0 {
+		opts.ListWait = DefaultListWait
+	}
+	s := &Store{db: db, listSlots: make(chan struct{}, opts.ListQueries), listWait: opts.ListWait}
 	s.movementReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchMovements)
 	s.stockReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchStock)
 	return s
+}
+
+// defaultListQueries leaves room in a pool of maxConns (0: unbounded) for the point
+// reads of both kinds and for ingest.
+func defaultListQueries(maxConns int) int {
+	if maxConns <= 0 {
+		return unboundedListSlots
+	}
+	return max(1, maxConns-2*pointReadQueries-writeConns)
 }
 
 // errLostRace means a concurrent batch committed, between our reads and our writes, an
