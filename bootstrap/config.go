@@ -39,6 +39,10 @@ type Config struct {
 	// judged, so the database's cores and the network round trips overlap.
 	ConsumerWorkers int `envconfig:"CONSUMER_WORKERS" default:"1"`
 
+	// ConsumerHoldLimit is how long a consumer may hold a batch it cannot record or
+	// settle (the store or the broker refuses) before /readyz says the process is not ready.
+	ConsumerHoldLimit time.Duration `envconfig:"CONSUMER_HOLD_LIMIT" default:"30s"`
+
 	BatchSize  int           `envconfig:"BATCH_SIZE" default:"2000"`
 	BatchWait  time.Duration `envconfig:"BATCH_WAIT" default:"20ms"`
 	RetryDelay time.Duration `envconfig:"RETRY_DELAY" default:"5s"`
@@ -104,6 +108,7 @@ func (c Config) validate() error {
 	check(c.ShutdownTimeout > 0, "SHUTDOWN_TIMEOUT must be positive")
 	check(c.DBMaxConns >= 1, "DB_MAX_CONNS must be positive")
 	check(c.DBListWait > 0, "DB_LIST_WAIT must be positive")
+	check(c.ConsumerHoldLimit > 0, "CONSUMER_HOLD_LIMIT must be positive")
 	for name, raw := range map[string]string{"DATABASE_URL": c.DatabaseURL, "AMQP_URL": c.AMQPURL} {
 		if _, err := url.Parse(raw); err != nil {
 			errs = append(errs, fmt.Errorf("%s is not a URL", name)) // the URL may hold a password: never echo it

@@ -33,8 +33,14 @@ where they are. Without --yes it only shows what it would replay.
 
 `
 
-// detailWidth clips the detail column of the table, in characters.
-const detailWidth = 60
+// Widths of the table's columns, in characters: the fields come from publishers, and a
+// 1 MiB id must not make every row 1 MiB wide (--json keeps them whole).
+const (
+	idWidth     = 40
+	reasonWidth = 24
+	keyWidth    = 40
+	detailWidth = 60
+)
 
 // DeadLetters runs `warehouse dead-letters list|replay`: it inspects the dead-letter
 // queue without consuming it and sends chosen dead letters back to the main exchange.
@@ -99,7 +105,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer, n
 		return nil
 	}
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	cfg, log, err := setup()
 	if err != nil {
@@ -146,8 +152,8 @@ func writeDeadLetterTable(w io.Writer, dls []amqpadapter.DeadLetter, now time.Ti
 		if id == "" {
 			id = d.MessageID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dashIfEmpty(terminalSafe(id, 0)), dashIfEmpty(terminalSafe(d.Reason, 0)),
-			deadLetterAge(d.DeadLetteredAt, now), dashIfEmpty(terminalSafe(d.RoutingKey, 0)), dashIfEmpty(terminalSafe(d.Detail, detailWidth)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dashIfEmpty(terminalSafe(id, idWidth)), dashIfEmpty(terminalSafe(d.Reason, reasonWidth)),
+			deadLetterAge(d.DeadLetteredAt, now), dashIfEmpty(terminalSafe(d.RoutingKey, keyWidth)), dashIfEmpty(terminalSafe(d.Detail, detailWidth)))
 	}
 	return tw.Flush()
 }
@@ -210,8 +216,15 @@ func deadLetterAge(t, now time.Time) string {
 // clipped to width characters, "…" included, when width > 0.
 func terminalSafe(s string, width int) string {
 	if width > 0 && utf8.RuneCountInString(s) > width {
-		runes := []rune(s)
-		s = string(runes[:width-1]) + "…"
+		cut, n := 0, 0
+		for i := range s {
+			if n == width-1 {
+				cut = i
+				break
+			}
+			n++
+		}
+		s = s[:cut] + "…"
 	}
 	return strings.Map(func(r rune) rune {
 		switch {

@@ -138,6 +138,11 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 	var consumers []*amqpadapter.Consumer
 	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "postgres", Run: pinger.Ping}}}
 	if r.consume {
+		// Every consumer of the ledger signs and checks retry counts with its key.
+		key, err := postgres.ControlKey(ctx, db)
+		if err != nil {
+			return err
+		}
 		recorder := application.NewRecorder(store, notifier)
 		for range cfg.ConsumerWorkers {
 			consumers = append(consumers, amqpadapter.NewConsumer(amqpadapter.ConsumerOptions{
@@ -148,10 +153,13 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 				BatchWait:       cfg.BatchWait,
 				RetryLimit:      cfg.RetryLimit,
 				ShutdownTimeout: cfg.ShutdownTimeout,
+				ControlKey:      key,
 			}, recorder, log, reg))
 		}
 		ready.ConsumerState = func() string { return worstState(consumers) }
 		ready.RequireConsumer = !r.api
+		ready.ConsumerHeld = func() (time.Time, string) { return oldestHeld(consumers) }
+		ready.HoldLimit = cfg.ConsumerHoldLimit
 	}
 
 	httpOpts := httpadapter.Options{
@@ -237,6 +245,16 @@ func worstState(consumers []*amqpadapter.Consumer) string {
 		}
 	}
 	return state
+}
+
+// oldestHeld reports the batch held longest by the consumers, if any.
+func oldestHeld(consumers []*amqpadapter.Consumer) (since time.Time, reason string) {
+	for _, c := range consumers {
+		if t, r := c.Held(); !t.IsZero() && (since.IsZero() || t.Before(since)) {
+			since, reason = t, r
+		}
+	}
+	return since, reason
 }
 
 // topologyOf maps the configuration to the broker topology.

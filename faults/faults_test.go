@@ -244,13 +244,20 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	s.sleep(10 * time.Second)
+	s.sleep(8 * time.Second)
+	// The held batch shows in the metrics and in the readiness body, with its reason.
+	heldBatches := c.metric("consumer_held_batches")
+	heldBody := c.readyBody()
+	s.sleep(2 * time.Second)
 	if err := pg.start(s.ctx); err != nil {
 		t.Fatal(err)
 	}
 	started := time.Now()
 	l.wait()
 	tt := s.settle(want{stored: st.stored, stock: st.stock})
+	if heldBatches != 1 || !strings.Contains(heldBody, `"reason":"store unavailable"`) {
+		t.Errorf("while PostgreSQL was down: consumer_held_batches = %v, /readyz body %s; want 1 held batch, reason store unavailable", heldBatches, heldBody)
+	}
 
 	notReady := m.notReady(stopped, started)
 	ready, rok := m.readyAfter(started)

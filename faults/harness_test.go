@@ -409,6 +409,17 @@ func (c *consumer) readyStatus() int {
 	return resp.StatusCode
 }
 
+// readyBody returns the body of /readyz, "" when it cannot.
+func (c *consumer) readyBody() string {
+	resp, err := httpClient.Get("http://" + c.addr + "/readyz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 func (c *consumer) waitReady() {
 	c.s.t.Helper()
 	c.s.waitUntil(c.name+" answers /readyz with 200", func() bool {

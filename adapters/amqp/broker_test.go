@@ -202,8 +202,8 @@ func (b *broker) mustStartConsumer(topo amqpadapter.Topology, rec ports.Recorder
 	return &running{Consumer: c, reg: reg, stop: stop}
 }
 
-// metric returns the value of a counter, or the sample count of a histogram, with the
-// given label values.
+// metric returns the value of a counter or gauge, or the sample count of a histogram,
+// with the given label values.
 func (r *running) metric(t testing.TB, name string, labelValues ...string) float64 {
 	t.Helper()
 	families, err := r.reg.Gather()
@@ -223,6 +223,9 @@ func (r *running) metric(t testing.TB, name string, labelValues ...string) float
 			}
 			if h := m.GetHistogram(); h != nil {
 				return float64(h.GetSampleCount())
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}

@@ -2,15 +2,16 @@ package amqp
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,13 @@ type ConsumerOptions struct {
 	// ShutdownTimeout bounds each Record call, and so the batch finished during shutdown
 	// (default 15s).
 	ShutdownTimeout time.Duration
+	// ControlKey signs the retry count the consumer puts on the copies it sends through
+	// the retry queue; a count that a publisher set, without a valid signature, is
+	// ignored. Every consumer of one queue must share it (bootstrap reads it from the
+	// ledger). Empty: a random key of this consumer's own.
+	ControlKey []byte
+
+	frameMax int // the frame_max the consumer proposes; tests lower it
 }
 
 func (o ConsumerOptions) withDefaults() ConsumerOptions {
@@ -101,6 +109,13 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 15 * time.Second
 	}
+	if o.frameMax <= 0 {
+		o.frameMax = clientFrameMax
+	}
+	if len(o.ControlKey) == 0 {
+		o.ControlKey = make([]byte, 32)
+		_, _ = crand.Read(o.ControlKey)
+	}
 	return o
 }
 
@@ -109,12 +124,17 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 // safely dead-lettered or scheduled for a retry (SPEC "Processing rules"). It owns a
 // consuming connection and a separate publishing one, and reconnects both on its own.
 type Consumer struct {
-	opts  ConsumerOptions
-	rec   ports.Recorder
-	log   *slog.Logger // with component=amqp
-	root  *slog.Logger // as given, for the publisher, which adds the component itself
-	m     metrics
-	state atomic.Value // string
+	opts   ConsumerOptions
+	rec    ports.Recorder
+	log    *slog.Logger // with component=amqp
+	root   *slog.Logger // as given, for the publisher, which adds the component itself
+	m      metrics
+	signer retrySigner
+	state  atomic.Value // string
+
+	holdMu     sync.Mutex
+	heldSince  time.Time // zero while no batch is held
+	heldReason string
 
 	pub *Publisher // owned by the Run goroutine
 }
@@ -132,6 +152,7 @@ func NewConsumer(opts ConsumerOptions, rec ports.Recorder, log *slog.Logger, reg
 		root: log,
 		m:    newMetrics(reg),
 	}
+	c.signer = retrySigner{key: c.opts.ControlKey}
 	c.state.Store(StateReconnecting)
 	return c
 }
@@ -142,6 +163,44 @@ func NewConsumer(opts ConsumerOptions, rec ports.Recorder, log *slog.Logger, reg
 func (c *Consumer) State() string { return c.state.Load().(string) }
 
 func (c *Consumer) setState(s string) { c.state.Store(s) }
+
+// Held reports since when the consumer has held a batch it could not record or settle,
+// and why ("store unavailable", "cannot publish dead letters and retries"); a zero time
+// when it holds none. A batch held for long stops ingest: readiness reports it past a
+// bound. It is safe to call from any goroutine.
+func (c *Consumer) Held() (since time.Time, reason string) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	return c.heldSince, c.heldReason
+}
+
+// Held-batch reasons reported by Consumer.Held.
+const (
+	HeldStoreUnavailable = "store unavailable"
+	HeldCannotPublish    = "cannot publish dead letters and retries"
+)
+
+// hold marks a batch held for reason (the first time it is held keeps its start).
+func (c *Consumer) hold(reason string) {
+	c.setState(StatePaused)
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if c.heldSince.IsZero() {
+		c.heldSince = time.Now()
+		c.m.holds.start(c, c.heldSince)
+	}
+	c.heldReason = reason
+}
+
+// release marks the held batch done (or abandoned).
+func (c *Consumer) release() {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	if !c.heldSince.IsZero() {
+		c.heldSince, c.heldReason = time.Time{}, ""
+		c.m.holds.stop(c)
+	}
+}
 
 // Run consumes until ctx is done, then finishes the batch in flight, settles it, closes
 // its connections and returns nil. It reconnects with backoff after any loss of the
@@ -212,6 +271,7 @@ type session struct {
 	conn       *amqp091.Connection
 	ch         *amqp091.Channel
 	deliveries <-chan amqp091.Delivery
+	guardKey   string // see droppedHeaders
 
 	lost      chan struct{} // closed when the connection, channel or consumer is gone
 	err       error         // why; written before lost is closed
@@ -220,7 +280,7 @@ type session struct {
 }
 
 func (c *Consumer) open(ctx context.Context) (*session, error) {
-	conn, err := dial(ctx, c.opts.URL, "warehouse consumer")
+	conn, guardKey, err := dialFrame(ctx, c.opts.URL, "warehouse consumer", c.opts.frameMax)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +298,7 @@ func (c *Consumer) open(ctx context.Context) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, fmt.Errorf("set prefetch %d: %w", c.opts.Prefetch, err)
 	}
-	s := &session{conn: conn, ch: ch, lost: make(chan struct{}), watchDone: make(chan struct{})}
+	s := &session{conn: conn, ch: ch, guardKey: guardKey, lost: make(chan struct{}), watchDone: make(chan struct{})}
 	// Buffered and drained until closed: amqp091-go notifies synchronously (NOTES).
 	go s.watch(conn.NotifyClose(make(chan *amqp091.Error, 1)),
 		ch.NotifyClose(make(chan *amqp091.Error, 1)),
@@ -328,13 +388,14 @@ type item struct {
 	s       *session // the generation it came from
 	d       amqp091.Delivery
 	event   domain.Event
-	invalid error // the decoding error; nil for a valid event
-	attempt int   // delayed retries so far, from RetryHeader
+	invalid error  // the decoding error; nil for a valid event
+	attempt int    // delayed retries so far, from a signed RetryHeader
+	dropped string // which publisher headers were dropped before: unread, or by an earlier copy
 
 	v       verdict
 	decided bool // v is set
 	settled bool // ready to ack: nothing to publish, or published and confirmed
-	acked   bool
+	acked   bool // acked, or rejected to the broker's dead-lettering
 }
 
 // collect gathers deliveries until BatchSize, or BatchWait after the first one, or ctx
@@ -361,9 +422,7 @@ func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
 				s.lose(errors.New("deliveries closed (consumer cancelled)"))
 				return nil, s.err
 			}
-			it := &item{s: s, d: d, attempt: retryAttempt(d.Headers)}
-			it.event, it.invalid = DecodeEvent(d.Body)
-			items = append(items, it)
+			items = append(items, c.newItem(s, d))
 			if timer == nil {
 				timer = time.NewTimer(c.opts.BatchWait)
 				timeout = timer.C
@@ -373,6 +432,32 @@ func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
 		}
 	}
 	return items, nil
+}
+
+// newItem decodes one delivery of s. Only its body is judged: its headers are the
+// publisher's, carried on in its copies as far as they fit (see outgoingFor), and a
+// table the client could not read (see frameGuard) is only noted.
+func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
+	it := &item{s: s, d: d}
+	it.attempt, it.dropped = c.signer.verify(d.Headers, d.Body)
+	if n, ok := droppedHeaders(s.guardKey, d.Headers); ok {
+		c.log.Warn("message headers larger than the frame size dropped", "bytes", n,
+			"message_id", clipString(d.MessageId, 64), "routing_key", clipString(d.RoutingKey, 64))
+		it.dropped = joinNotes(it.dropped, fmt.Sprintf("its headers (%d bytes) made its properties larger than the broker's frame size and were dropped unread", n))
+	}
+	it.event, it.invalid = DecodeEvent(d.Body)
+	return it
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // process records the valid events of a batch and settles every delivery. It returns an
@@ -431,11 +516,13 @@ func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event
 				c.log.InfoContext(ctx, "held batch recorded", "size", len(events), "attempts", attempt)
 			}
 			c.setState(StateConnected)
+			c.release()
 			return results, true, nil
 		}
-		c.setState(StatePaused)
+		c.hold(HeldStoreUnavailable)
 		if ctx.Err() != nil {
 			c.log.WarnContext(ctx, "batch left unacked at shutdown", "size", len(events), "err", err)
+			c.release()
 			return nil, false, nil
 		}
 		if !errors.Is(err, ports.ErrUnavailable) && attempt >= poisonAttempts {
@@ -446,6 +533,7 @@ func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event
 		}
 		c.log.WarnContext(ctx, "batch held, store unavailable", "size", len(events), "attempt", attempt, "err", err)
 		if !sleep(ctx, bo.next(), s.lost) {
+			c.release() // abandoned: the broker redelivers it
 			if ctx.Err() != nil {
 				return nil, false, nil
 			}
@@ -479,9 +567,11 @@ func (c *Consumer) recordEach(ctx context.Context, s *session, events []domain.E
 				break
 			}
 			if ctx.Err() != nil {
+				c.release()
 				return nil, false, nil
 			}
 			if !sleep(ctx, bo.next(), s.lost) {
+				c.release()
 				if ctx.Err() != nil {
 					return nil, false, nil
 				}
@@ -490,6 +580,7 @@ func (c *Consumer) recordEach(ctx context.Context, s *session, events []domain.E
 		}
 	}
 	c.setState(StateConnected)
+	c.release()
 	return results, true, nil
 }
 
@@ -510,13 +601,15 @@ func (c *Consumer) decide(it *item, result error) {
 }
 
 // settle publishes the dead letters and retries of the decided items, waits for their
-// confirms and acks every settled item. While the publisher fails it holds the batch
-// and retries with backoff. done is false when ctx ended first with items unsettled;
-// err is set when s was lost.
+// confirms and acks every settled item. A message that no copy of could fit a frame is
+// rejected without requeue instead, so that the broker's own dead-lettering takes it.
+// While the publisher fails it holds the batch and retries with backoff. done is false
+// when ctx ended first with items unsettled; err is set when s was lost.
 func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done bool, err error) {
 	bo := holdBackoff
 	for attempt := 1; ; attempt++ {
 		if !s.alive() {
+			c.release()
 			return false, s.err
 		}
 		var pending []*item
@@ -529,8 +622,13 @@ func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done 
 				it.settled = true
 				continue
 			}
+			o, ok := c.outgoingFor(it, frameMaxOf(it.s))
+			if !ok {
+				c.reject(ctx, it)
+				continue
+			}
 			pending = append(pending, it)
-			out = append(out, c.outgoingFor(it))
+			out = append(out, o)
 		}
 		var perr error
 		if len(out) > 0 {
@@ -545,16 +643,19 @@ func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done 
 		if perr == nil {
 			if attempt > 1 {
 				c.setState(StateConnected)
+				c.release()
 			}
 			return true, nil
 		}
-		c.setState(StatePaused)
+		c.hold(HeldCannotPublish)
 		if ctx.Err() != nil {
 			c.log.WarnContext(ctx, "dead letters and retries left unacked at shutdown", "count", len(out), "err", perr)
+			c.release()
 			return false, nil
 		}
 		c.log.WarnContext(ctx, "batch held, cannot publish dead letters and retries", "count", len(out), "attempt", attempt, "err", perr)
 		if !sleep(ctx, bo.next(), s.lost) {
+			c.release()
 			if ctx.Err() != nil {
 				return false, nil
 			}
@@ -563,12 +664,31 @@ func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done 
 	}
 }
 
+// reject hands a message that cannot be copied to the broker's dead-lettering: a nack
+// without requeue on the session it came from. The broker's dead letter carries x-death
+// (reason "rejected") instead of the service's reason and detail, which go to the log.
+func (c *Consumer) reject(ctx context.Context, it *item) {
+	it.settled = true
+	if it.s != nil && it.s.alive() {
+		if err := it.s.ch.Nack(it.d.DeliveryTag, false, false); err != nil {
+			c.log.WarnContext(ctx, "reject failed", "err", err)
+			return // the session is lost: the broker redelivers it
+		}
+	}
+	it.acked = true
+	c.m.rejected.WithLabelValues(it.v.reason).Inc()
+	c.log.ErrorContext(ctx, "message rejected to the broker's dead-lettering: no copy of it fits a frame",
+		"reason", it.v.reason, "detail", clipDetail(it.v.detail), "message_id", clipString(it.d.MessageId, 64),
+		"routing_key", clipString(it.d.RoutingKey, 64), "frame_max", it.s.conn.Config.FrameSize)
+}
+
 // publish sends one group on the publisher connection, dialing it when needed. Any
-// failure but an unroutable message drops the publisher so that the next try redials.
+// failure but an unroutable message drops the publisher so that the next try redials,
+// and any failure declares the topology again.
 func (c *Consumer) publish(ctx context.Context, s *session, out []outgoing) error {
 	if c.pub == nil {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout)
-		p, err := DialPublisher(dctx, c.opts.URL, c.root)
+		p, err := dialPublisher(dctx, c.opts.URL, c.root, c.opts.frameMax)
 		cancel()
 		if err != nil {
 			return err
@@ -578,17 +698,19 @@ func (c *Consumer) publish(ctx context.Context, s *session, out []outgoing) erro
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
 	defer cancel()
 	err := c.pub.publish(pctx, out)
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, ErrUnroutable):
-		// Someone deleted the dead-letter or retry queue: declare it again. A mismatch
-		// closes the consuming channel, and the reconnect reports it.
+	}
+	if !errors.Is(err, ErrUnroutable) {
+		c.closePublisher()
+	}
+	// Someone may have deleted the dead-letter or retry exchange or queue: that shows as
+	// an unroutable message, a nack or a closed channel. Declaring the topology again is
+	// idempotent; a mismatch closes the consuming channel, and the reconnect reports it.
+	if s.alive() {
 		if derr := Declare(s.ch, c.opts.Topology); derr != nil {
 			return errors.Join(err, derr)
 		}
-	default:
-		c.closePublisher()
 	}
 	return err
 }
@@ -679,68 +801,67 @@ func copyOf(d amqp091.Delivery, h amqp091.Table) amqp091.Publishing {
 }
 
 // outgoingFor builds the dead letter or retry of a delivery: the same body and
-// properties, the original routing key, persistent, with the original headers but the
-// broker's death records and our own retry and rejection headers.
-func (c *Consumer) outgoingFor(it *item) outgoing {
+// properties, the original routing key, persistent, with the service's headers and as
+// many of the publisher's own as fit the copy's budget (see copyBudget). What was dropped,
+// now or by an earlier copy, is said in the dead letter's detail, or carried (signed) on
+// a retry. ok is false when not even a copy without publisher headers would fit a frame
+// with room for what the broker adds to it within frameMax.
+func (c *Consumer) outgoingFor(it *item, frameMax int) (o outgoing, ok bool) {
 	d := it.d
-	h := make(amqp091.Table, len(d.Headers)+2)
-	for k, v := range d.Headers {
-		switch k {
-		case "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-			"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
-			RetryHeader, ReasonHeader, DetailHeader:
-			continue
+	h := make(amqp091.Table, 8)
+	exchange := c.opts.Topology.DeadLetterExchange
+	if it.v.action == retryLater {
+		exchange = c.opts.Topology.RetryExchange
+		h[RetryHeader] = int32(it.attempt + 1)
+		h[RetrySignatureHeader] = c.signer.sign(0, "", nil) // its size, for the budget
+		h[DroppedHeader] = strings.Repeat("x", maxDetailLen)
+	} else {
+		h[ReasonHeader] = it.v.reason
+		h[DetailHeader] = strings.Repeat("x", maxDetailLen) // the most it will hold
+		h[DeadLetteredAtHeader] = time.Now().UTC().Format(time.RFC3339Nano)
+		h[AttemptsHeader] = int32(it.attempt + 1)
+	}
+	budget := copyBudget(frameMax, copyOf(d, h))
+	if budget < 0 {
+		return outgoing{}, false
+	}
+	t := trimHeaders(publisherHeaders(d.Headers), budget)
+	note := clipString(joinNotes(it.dropped, t.note()), maxDetailLen/2)
+	if it.v.action == retryLater {
+		delete(h, DroppedHeader)
+		if note != "" {
+			h[DroppedHeader] = note
 		}
+		h[RetrySignatureHeader] = c.signer.sign(it.attempt+1, note, d.Body)
+	} else {
+		h[DetailHeader] = joinNotes(clipString(it.v.detail, maxDetailLen-len(note)-2), note)
+	}
+	for k, v := range t.kept {
 		h[k] = v
 	}
-	msg := copyOf(d, h)
-	if it.v.action == retryLater {
-		h[RetryHeader] = int32(it.attempt + 1)
-		return outgoing{exchange: c.opts.Topology.RetryExchange, key: d.RoutingKey, msg: msg}
-	}
-	h[ReasonHeader] = it.v.reason
-	h[DetailHeader] = clipDetail(it.v.detail)
-	return outgoing{exchange: c.opts.Topology.DeadLetterExchange, key: d.RoutingKey, msg: msg}
+	return outgoing{exchange: exchange, key: d.RoutingKey, msg: copyOf(d, h)}, true
 }
 
-// retryAttempt reads RetryHeader; absent or malformed counts as 0.
-func retryAttempt(h amqp091.Table) int {
-	var n int64
-	switch v := h[RetryHeader].(type) {
-	case int8:
-		n = int64(v)
-	case int16:
-		n = int64(v)
-	case int32:
-		n = int64(v)
-	case int64:
-		n = v
-	case int:
-		n = int64(v)
-	case uint8:
-		n = int64(v)
-	case uint16:
-		n = int64(v)
-	case uint32:
-		n = int64(v)
+// frameMaxOf is the frame size negotiated on the session a delivery came from.
+func frameMaxOf(s *session) int {
+	if s == nil || s.conn == nil || s.conn.Config.FrameSize <= 0 {
+		return clientFrameMax
 	}
-	if n < 0 || n > 1<<20 {
+	return s.conn.Config.FrameSize
+}
+
+// retryAttempt reads RetryHeader; absent or malformed counts as 0. Only the signature
+// (see retrySigner) says whether the service set it.
+func retryAttempt(h amqp091.Table) int {
+	n, ok := intHeader(h, RetryHeader)
+	if !ok || n > 1<<20 {
 		return 0
 	}
-	return int(n)
+	return n
 }
 
 // clipDetail keeps a header value within maxDetailLen bytes, cut at a rune boundary.
-func clipDetail(s string) string {
-	if len(s) <= maxDetailLen {
-		return s
-	}
-	i := maxDetailLen - len("…")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+func clipDetail(s string) string { return clipString(s, maxDetailLen) }
 
 type action int
 
@@ -810,6 +931,7 @@ type metrics struct {
 	batchSize     prometheus.Histogram
 	batchDuration prometheus.Histogram
 	reconnects    prometheus.Counter
+	holds         *holdTracker
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -837,6 +959,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		reconnects: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "consumer_reconnects_total", Help: "Attempts to reconnect the consumer to the broker.",
 		})),
+		holds: register(reg, newHoldTracker()),
 	}
 	for _, r := range []string{ReasonInvalid, ReasonConflict, ReasonInsufficientStock, ReasonInternal} {
 		m.rejected.WithLabelValues(r)
@@ -859,4 +982,61 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		}
 	}
 	return c
+}
+
+// holdTracker knows which consumers of a process hold a batch, and since when. It is one
+// collector shared by the consumers of a registry (see register), exporting
+// consumer_held_batches and consumer_held_batch_age_seconds.
+type holdTracker struct {
+	mu    sync.Mutex
+	since map[*Consumer]time.Time
+
+	count, age *prometheus.Desc
+}
+
+func newHoldTracker() *holdTracker {
+	return &holdTracker{
+		since: make(map[*Consumer]time.Time),
+		count: prometheus.NewDesc("consumer_held_batches",
+			"Batches held because the store is unavailable or their dead letters and retries cannot be published.", nil, nil),
+		age: prometheus.NewDesc("consumer_held_batch_age_seconds",
+			"How long the oldest held batch has been held; 0 when none is.", nil, nil),
+	}
+}
+
+func (h *holdTracker) start(c *Consumer, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.since[c] = at
+}
+
+func (h *holdTracker) stop(c *Consumer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.since, c)
+}
+
+// Describe implements prometheus.Collector.
+func (h *holdTracker) Describe(ch chan<- *prometheus.Desc) {
+	ch <- h.count
+	ch <- h.age
+}
+
+// Collect implements prometheus.Collector.
+func (h *holdTracker) Collect(ch chan<- prometheus.Metric) {
+	h.mu.Lock()
+	n := len(h.since)
+	var oldest time.Time
+	for _, t := range h.since {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	h.mu.Unlock()
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(h.count, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(h.age, prometheus.GaugeValue, age)
 }

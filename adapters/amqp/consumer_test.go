@@ -208,10 +208,26 @@ func TestConsumerHoldsBatchWhileStoreUnavailable(t *testing.T) {
 	if got := rec.stock(t, w, p); got != 0 {
 		t.Fatalf("stock = %d while the store is down", got)
 	}
+	since, reason := c.Held()
+	if since.IsZero() || time.Since(since) <= 0 || reason != amqpadapter.HeldStoreUnavailable {
+		t.Errorf("Held() = %v, %q while the store is down, want a start and %q", since, reason, amqpadapter.HeldStoreUnavailable)
+	}
+	if got := c.metric(t, "consumer_held_batches"); got != 1 {
+		t.Errorf("consumer_held_batches = %v while held, want 1", got)
+	}
+	if got := c.metric(t, "consumer_held_batch_age_seconds"); got <= 0 {
+		t.Errorf("consumer_held_batch_age_seconds = %v while held, want > 0", got)
+	}
 	rec.setDown(false)
 
 	waitFor(t, 10*time.Second, "held batch recorded", func() bool { return rec.stock(t, w, p) == 15 })
 	waitFor(t, 5*time.Second, "consumer connected again", func() bool { return c.State() == amqpadapter.StateConnected })
+	if since, _ := c.Held(); !since.IsZero() {
+		t.Errorf("Held() = %v after the batch was recorded, want zero", since)
+	}
+	if got := c.metric(t, "consumer_held_batches"); got != 0 {
+		t.Errorf("consumer_held_batches = %v after the batch was recorded, want 0", got)
+	}
 	if err := c.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

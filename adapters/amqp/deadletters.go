@@ -14,9 +14,9 @@ import (
 	"warehouse/ports"
 )
 
-// DeadLetteredAtHeader may carry the time a message was dead-lettered. ListDeadLetters
-// prefers it to the broker's x-death time and to the publish timestamp, which our dead
-// letters keep from the original message.
+// DeadLetteredAtHeader carries the time the service dead-lettered a message (RFC 3339,
+// UTC). ListDeadLetters reads it on the service's dead letters; on the broker's (those
+// with x-death) a header of that name is the publisher's and means nothing.
 const DeadLetteredAtHeader = "x-dead-lettered-at"
 
 // replayRound bounds the dead letters republished under one wait for confirms.
@@ -60,11 +60,17 @@ type DeadLetter struct {
 	Reason string
 	// Detail explains Reason in words.
 	Detail string
-	// DeadLetteredAt is, by preference, DeadLetteredAtHeader, the latest x-death time or
-	// the publish timestamp; zero when none is known.
+	// DeadLetteredAt is when the message was dead-lettered: DeadLetteredAtHeader on the
+	// service's dead letters, the latest x-death time on the broker's, else the publish
+	// timestamp; zero when none is known.
 	DeadLetteredAt time.Time
-	// Attempts counts the delayed retries (RetryHeader) or the broker's x-death count.
+	// Attempts counts how many times the message was tried: AttemptsHeader on the
+	// service's dead letters (1, or 1 + its delayed retries), the deliveries the broker
+	// counted on its own (x-delivery-count + 1), or 0 when unknown.
 	Attempts int
+	// HeadersDropped is the size in bytes of a headers table that could not be read
+	// because the message's properties exceeded the broker's frame_max; 0 when none was.
+	HeadersDropped int
 	// BodySize is the length of Body in bytes.
 	BodySize int
 	// Body is the message body as published.
@@ -97,7 +103,7 @@ func ListDeadLetters(ctx context.Context, url, queue string, f DeadLetterFilter)
 		if f.Limit > 0 && len(dls) >= f.Limit {
 			continue // taken all the same: see scan
 		}
-		if dl := deadLetterOf(m.d); f.matches(dl) {
+		if dl := deadLetterOf(m.d, s.guardKey); f.matches(dl) {
 			dls = append(dls, dl)
 		}
 	}
@@ -159,7 +165,7 @@ func ReplayDeadLetters(ctx context.Context, url string, topo Topology, f DeadLet
 		if !ok {
 			break
 		}
-		dl := deadLetterOf(m.d)
+		dl := deadLetterOf(m.d, s.guardKey)
 		if !f.matches(dl) || (f.Limit > 0 && replayed+len(out) >= f.Limit) {
 			continue // left unacked: back in the queue when the scan closes
 		}
@@ -196,14 +202,15 @@ const (
 // move them behind the rest. Consuming is some fifty times faster than basic.get on a
 // quorum queue (about 25 000 against 500 messages a second here).
 type scan struct {
-	conn    *amqp091.Connection
-	stop    func() bool // stops the AfterFunc that closes conn when ctx ends
-	queue   string
-	depth   int // ready messages at start
-	window  int // prefetch of each window
-	got     int // messages taken
-	acked   int // messages taken and acked
-	windows []*window
+	conn     *amqp091.Connection
+	guardKey string      // see droppedHeaders
+	stop     func() bool // stops the AfterFunc that closes conn when ctx ends
+	queue    string
+	depth    int // ready messages at start
+	window   int // prefetch of each window
+	got      int // messages taken
+	acked    int // messages taken and acked
+	windows  []*window
 }
 
 // window is one consumer of a scan, on its own channel, holding at most size messages.
@@ -223,7 +230,7 @@ type taken struct {
 }
 
 func openScan(ctx context.Context, url, queue string) (*scan, error) {
-	conn, err := dial(ctx, url, "warehouse dead-letters")
+	conn, guardKey, err := dial(ctx, url, "warehouse dead-letters")
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +258,7 @@ func openScan(ctx context.Context, url, queue string) (*scan, error) {
 	if w > 65535 {
 		return fail(fmt.Errorf("queue %q holds %d messages, too many to scan", queue, q.Messages))
 	}
-	return &scan{conn: conn, stop: stop, queue: queue, depth: q.Messages, window: w}, nil
+	return &scan{conn: conn, guardKey: guardKey, stop: stop, queue: queue, depth: q.Messages, window: w}, nil
 }
 
 // next takes the next message; ok is false once the depth at start is taken or nothing
@@ -385,36 +392,22 @@ func (s *scan) close(ctx context.Context) error {
 	return nil
 }
 
-// replayOf builds the copy of a dead letter for exchange.
+// replayOf builds the copy of a dead letter for exchange: its publisher's headers, without
+// the service's verdict, attempts and retry count or the broker's death records and
+// delivery count, so that the consumer treats it as new.
 func replayOf(exchange string, d amqp091.Delivery, dl DeadLetter) outgoing {
-	h := make(amqp091.Table, len(d.Headers))
-	for k, v := range d.Headers {
-		if !replayDropsHeader(k) {
-			h[k] = v
-		}
-	}
-	return outgoing{exchange: exchange, key: dl.RoutingKey, msg: copyOf(d, h)}
+	return outgoing{exchange: exchange, key: dl.RoutingKey, msg: copyOf(d, publisherHeaders(d.Headers))}
 }
 
-// replayDropsHeader tells the headers a replayed copy leaves behind: our verdict and
-// retry count, and the broker's death records and delivery count.
-func replayDropsHeader(k string) bool {
-	switch k {
-	case ReasonHeader, DetailHeader, RetryHeader, DeadLetteredAtHeader, "x-death", "x-delivery-count":
-		return true
-	}
-	return strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-")
-}
-
-// deadLetterOf reads what an operator wants to know from a delivery of the dead-letter queue.
-func deadLetterOf(d amqp091.Delivery) DeadLetter {
+// deadLetterOf reads what an operator wants to know from a delivery of the dead-letter
+// queue, read on a connection whose frameGuard marks dropped tables with guardKey. A
+// message with x-death was dead-lettered by the broker, and its other headers are the
+// publisher's: the service's headers are read only on the service's own dead letters.
+func deadLetterOf(d amqp091.Delivery, guardKey string) DeadLetter {
 	dl := DeadLetter{
 		ID:         eventID(d.Body),
 		MessageID:  d.MessageId,
 		RoutingKey: d.RoutingKey,
-		Reason:     headerString(d.Headers, ReasonHeader),
-		Detail:     headerString(d.Headers, DetailHeader),
-		Attempts:   retryAttempt(d.Headers),
 		BodySize:   len(d.Body),
 		Body:       d.Body,
 	}
@@ -424,21 +417,29 @@ func deadLetterOf(d amqp091.Delivery) DeadLetter {
 				dl.RoutingKey = k
 			}
 		}
-		reason, _ := death["reason"].(string)
-		if dl.Reason == "" {
-			dl.Reason = reason
-			queue, _ := death["queue"].(string)
-			dl.Detail = fmt.Sprintf("dead-lettered by the broker from queue %q (%s)", queue, reason)
-		}
-		if n, ok := death["count"].(int64); ok && dl.Attempts == 0 && n > 0 && n < 1<<31 {
-			dl.Attempts = int(n)
-		}
+		dl.Reason, _ = death["reason"].(string)
+		queue, _ := death["queue"].(string)
+		dl.Detail = fmt.Sprintf("dead-lettered by the broker from queue %q (%s)", queue, dl.Reason)
 		if t, ok := death["time"].(time.Time); ok {
 			dl.DeadLetteredAt = t
 		}
+		if n, ok := intHeader(d.Headers, "x-delivery-count"); ok {
+			dl.Attempts = n + 1
+		}
+	} else {
+		dl.Reason = headerString(d.Headers, ReasonHeader)
+		dl.Detail = headerString(d.Headers, DetailHeader)
+		dl.DeadLetteredAt, _ = headerTime(d.Headers, DeadLetteredAtHeader)
+		if n, ok := intHeader(d.Headers, AttemptsHeader); ok {
+			dl.Attempts = n
+		} else if n := retryAttempt(d.Headers); n > 0 { // a dead letter of an older version
+			dl.Attempts = n + 1
+		}
 	}
-	if t, ok := headerTime(d.Headers, DeadLetteredAtHeader); ok {
-		dl.DeadLetteredAt = t
+	if n, ok := droppedHeaders(guardKey, d.Headers); ok {
+		dl.HeadersDropped = n
+		dl.Detail = strings.TrimPrefix(dl.Detail+"; ", "; ") +
+			fmt.Sprintf("its headers (%d bytes) made its properties larger than the broker's frame size and could not be read", n)
 	}
 	if dl.DeadLetteredAt.IsZero() && !d.Timestamp.IsZero() {
 		dl.DeadLetteredAt = d.Timestamp
@@ -447,6 +448,35 @@ func deadLetterOf(d amqp091.Delivery) DeadLetter {
 		dl.Reason = "unknown"
 	}
 	return dl
+}
+
+// intHeader reads an integer header of any AMQP integer type, 0 to 2^31-1.
+func intHeader(h amqp091.Table, key string) (int, bool) {
+	var n int64
+	switch v := h[key].(type) {
+	case int8:
+		n = int64(v)
+	case int16:
+		n = int64(v)
+	case int32:
+		n = int64(v)
+	case int64:
+		n = v
+	case int:
+		n = int64(v)
+	case uint8:
+		n = int64(v)
+	case uint16:
+		n = int64(v)
+	case uint32:
+		n = int64(v)
+	default:
+		return 0, false
+	}
+	if n < 0 || n > 1<<31-1 {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // latestDeath returns the first (most recent) x-death record.

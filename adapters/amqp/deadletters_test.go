@@ -42,7 +42,7 @@ func (b *broker) mustSeedDeadLetters(topo amqpadapter.Topology, dls ...deadLette
 		msgs[i] = amqpadapter.Message{RoutingKey: dl.key, Publishing: amqp091.Publishing{
 			Headers: amqp091.Table{
 				amqpadapter.ReasonHeader: dl.reason, amqpadapter.DetailHeader: dl.detail,
-				amqpadapter.RetryHeader: int32(3), "x-test-kept": "kept",
+				amqpadapter.AttemptsHeader: int32(3), "x-test-kept": "kept",
 			},
 			MessageId: "msg-" + dl.key,
 			Timestamp: time.Now().Add(-time.Minute).Truncate(time.Second),

@@ -1,7 +1,54 @@
 package amqp
 
+import (
+	"io"
+	"net"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
 // VerdictOf exposes verdictFor to the external tests as plain values.
 func VerdictOf(result error) (action, reason, detail string) {
 	v := verdictFor(result)
 	return [...]string{ack: "ack", retryLater: "retryLater", deadLetter: "deadLetter"}[v.action], v.reason, v.detail
 }
+
+// GuardStream passes in through a frameGuard, as if the broker had sent it, and returns
+// what the client would read and the guard's header key.
+func GuardStream(in []byte) (out []byte, key string, err error) {
+	server, client := net.Pipe()
+	go func() {
+		_, _ = server.Write(in)
+		_ = server.Close()
+	}()
+	g := newFrameGuard(client, 131072)
+	out, err = io.ReadAll(g)
+	return out, g.key, err
+}
+
+// CopyOf returns the copy the consumer publishes of d after a verdict: a dead letter
+// (action "deadLetter") or a retry ("retryLater"), within frameMax; ok is false when the
+// consumer would reject d to the broker's dead-lettering instead.
+func CopyOf(d amqp091.Delivery, action string, frameMax int, key []byte) (msg amqp091.Publishing, exchange string, ok bool) {
+	c := NewConsumer(ConsumerOptions{ControlKey: key, Topology: DefaultTopology("x", "q", time.Second, 5)}, nil, nil, nil)
+	it := c.newItem(&session{}, d)
+	it.v = verdict{action: deadLetter, reason: ReasonInvalid, detail: "invalid: test"}
+	if action == "retryLater" {
+		it.v = verdict{action: retryLater, reason: ReasonInsufficientStock, detail: "insufficient stock"}
+	}
+	o, ok := c.outgoingFor(it, frameMax)
+	return o.msg, o.exchange, ok
+}
+
+// AttemptOf returns the delayed retries a consumer with key reads from d.
+func AttemptOf(d amqp091.Delivery, key []byte) int {
+	c := NewConsumer(ConsumerOptions{ControlKey: key}, nil, nil, nil)
+	return c.newItem(&session{}, d).attempt
+}
+
+// PropertiesSize is the encoded size of msg's content header payload.
+func PropertiesSize(msg amqp091.Publishing) int { return propertiesSize(msg) }
+
+// SetFrameMax makes a consumer propose frameMax as its connections' frame_max.
+func SetFrameMax(o *ConsumerOptions, frameMax int) { o.frameMax = frameMax }

@@ -2,11 +2,16 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,10 +71,14 @@ type Publisher struct {
 // DialPublisher connects to the broker at rawURL (amqp://user:pass@host:port/vhost) and
 // opens a channel in confirm mode. It declares nothing.
 func DialPublisher(ctx context.Context, rawURL string, log *slog.Logger) (*Publisher, error) {
+	return dialPublisher(ctx, rawURL, log, clientFrameMax)
+}
+
+func dialPublisher(ctx context.Context, rawURL string, log *slog.Logger, frameMax int) (*Publisher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conn, err := dial(ctx, rawURL, "warehouse publisher")
+	conn, _, err := dialFrame(ctx, rawURL, "warehouse publisher", frameMax)
 	if err != nil {
 		return nil, err
 	}
@@ -288,43 +297,131 @@ func (p *Publisher) Close() error {
 	return err
 }
 
-// dial opens a connection bounded by ctx and dialTimeout, named for the management UI.
-// Its errors never contain the URL, which may hold a password.
-func dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, error) {
+// dial opens a connection bounded by ctx and dialTimeout, named for the management UI,
+// with a frameGuard between the socket (TLS included, for amqps) and the client, so that
+// no message the broker sends can break the connection. It returns the guard's header
+// key (see droppedHeaders). Its errors never contain the URL, which may hold a password.
+func dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, string, error) {
+	return dialFrame(ctx, rawURL, name, clientFrameMax)
+}
+
+// dialFrame is dial with the frame_max the client proposes (the broker's may be lower).
+func dialFrame(ctx context.Context, rawURL, name string, frameMax int) (*amqp091.Connection, string, error) {
 	if _, err := url.Parse(rawURL); err != nil {
-		return nil, errors.New("AMQP URL is not a valid URL") // url.Error would echo the password
+		return nil, "", errors.New("AMQP URL is not a valid URL") // url.Error would echo the password
 	}
-	props := amqp091.NewConnectionProperties()
-	props.SetClientConnectionName(name)
-	conn, err := amqp091.DialConfig(rawURL, amqp091.Config{
-		Heartbeat:  heartbeat,
-		Properties: props,
-		Dial: func(network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: dialTimeout}
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			deadline := time.Now().Add(dialTimeout)
-			if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-				deadline = dl
-			}
-			// Cleared by the client once the handshake is done.
-			if err := c.SetDeadline(deadline); err != nil {
-				_ = c.Close()
-				return nil, err
-			}
-			return c, nil
-		},
-	})
+	uri, err := amqp091.ParseURI(rawURL)
 	if err != nil {
+		return nil, "", errors.New("AMQP URL is not a valid AMQP URL")
+	}
+	cfg := amqp091.Config{
+		Vhost:      uri.Vhost,
+		ChannelMax: uri.ChannelMax,
+		FrameSize:  frameMax,
+		Heartbeat:  heartbeat,
+		Locale:     "en_US",
+		Properties: amqp091.NewConnectionProperties(),
+	}
+	cfg.Properties.SetClientConnectionName(name)
+	if cfg.SASL, err = saslOf(uri); err != nil {
+		return nil, "", err
+	}
+	conn, err := dialSocket(ctx, uri)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: connect to %s: %w", ports.ErrUnavailable, redactURL(rawURL), err)
+	}
+	guard := newFrameGuard(conn, frameMax)
+	c, err := amqp091.Open(guard, cfg) // clears the handshake deadline once open
+	if err != nil {
+		_ = conn.Close()
 		var ae *amqp091.Error
 		if errors.As(err, &ae) && ae.Code == amqp091.AccessRefused {
-			return nil, fmt.Errorf("%w: connect to %s: %w", errRefused, redactURL(rawURL), err)
+			return nil, "", fmt.Errorf("%w: connect to %s: %w", errRefused, redactURL(rawURL), err)
 		}
-		return nil, fmt.Errorf("%w: connect to %s: %w", ports.ErrUnavailable, redactURL(rawURL), err)
+		return nil, "", fmt.Errorf("%w: connect to %s: %w", ports.ErrUnavailable, redactURL(rawURL), err)
 	}
-	return conn, nil
+	return c, guard.key, nil
+}
+
+// dialSocket connects to the broker of uri, with TLS for amqps, and leaves a deadline on
+// the connection that bounds the AMQP handshake.
+func dialSocket(ctx context.Context, uri amqp091.URI) (net.Conn, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(uri.Host, strconv.Itoa(uri.Port)))
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(dialTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if err := conn.SetDeadline(deadline); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	if uri.Scheme != "amqps" {
+		return conn, nil
+	}
+	tc, err := tlsConfigOf(uri)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	client := tls.Client(conn, tc)
+	if err := client.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return client, nil
+}
+
+// tlsConfigOf is the TLS configuration amqp091-go builds from an amqps URL: the CA of
+// cacertfile (else the system's), the client certificate of certfile and keyfile when
+// both are given, and server_name_indication (else the host) as the server name.
+func tlsConfigOf(uri amqp091.URI) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: uri.ServerName, MinVersion: tls.VersionTLS12}
+	if tc.ServerName == "" {
+		tc.ServerName = uri.Host
+	}
+	if uri.CACertFile != "" {
+		pem, err := os.ReadFile(uri.CACertFile)
+		if err != nil {
+			return nil, fmt.Errorf("read AMQP CA certificate: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("AMQP CA certificate file holds no PEM certificate")
+		}
+	}
+	if uri.CertFile != "" && uri.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(uri.CertFile, uri.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load AMQP client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// saslOf returns the login mechanisms of uri as amqp091-go's own dial would.
+func saslOf(uri amqp091.URI) ([]amqp091.Authentication, error) {
+	if len(uri.AuthMechanism) == 0 {
+		return []amqp091.Authentication{uri.PlainAuth()}, nil
+	}
+	var out []amqp091.Authentication
+	for _, m := range uri.AuthMechanism {
+		switch strings.ToUpper(m) {
+		case "PLAIN":
+			out = append(out, uri.PlainAuth())
+		case "AMQPLAIN":
+			out = append(out, uri.AMQPlainAuth())
+		case "EXTERNAL":
+			out = append(out, &amqp091.ExternalAuth{})
+		default:
+			return nil, fmt.Errorf("AMQP URL names an unsupported auth_mechanism %q", m)
+		}
+	}
+	return out, nil
 }
 
 // redactURL hides the password of a URL; an unparsable one is hidden whole.

@@ -130,6 +130,24 @@ func TestReadyz(t *testing.T) {
 	})
 }
 
+// TestReadyzHeldBatch: a batch held past the limit makes the process not ready, with how
+// long and why; held for less, it is reported and the process stays ready.
+func TestReadyzHeldBatch(t *testing.T) {
+	var since atomic.Value
+	since.Store(time.Time{})
+	held := func() (time.Time, string) { return since.Load().(time.Time), "cannot publish dead letters and retries" }
+	s, _ := mustServer(t, fakeQueries{}, httpadapter.Options{}, httpadapter.Readiness{ConsumerHeld: held, HoldLimit: time.Minute})
+	wantJSON(t, mustGet(t, s, "/readyz"), 200, `{"status": "ready", "draining": false, "checks": [], "consumer": null}`)
+
+	since.Store(time.Now().Add(-10 * time.Second))
+	wantJSON(t, mustGet(t, s, "/readyz"), 200, `{"status": "ready", "draining": false, "checks": [], "consumer": null,
+		"consumer_held": {"seconds": 10, "reason": "cannot publish dead letters and retries", "limit_seconds": 60}}`)
+
+	since.Store(time.Now().Add(-75 * time.Second))
+	wantJSON(t, mustGet(t, s, "/readyz"), 503, `{"status": "not_ready", "draining": false, "checks": [], "consumer": null,
+		"consumer_held": {"seconds": 75, "reason": "cannot publish dead letters and retries", "limit_seconds": 60}}`)
+}
+
 // errorBox lets an atomic.Value hold a nil error.
 type errorBox struct{ err error }
 

@@ -22,6 +22,9 @@ const (
 // DefaultCheckTimeout bounds each readiness check when Readiness.CheckTimeout is zero.
 const DefaultCheckTimeout = 2 * time.Second
 
+// DefaultHoldLimit is Readiness.HoldLimit when zero.
+const DefaultHoldLimit = 30 * time.Second
+
 // Check is one named readiness probe, such as a database ping. Run returns nil when the
 // dependency answers.
 type Check struct {
@@ -30,7 +33,8 @@ type Check struct {
 }
 
 // Readiness says what /readyz checks. The process is ready when every check passes, it
-// is not draining, and (with RequireConsumer) its consumer is not reconnecting.
+// is not draining, its consumer has not held a batch for longer than HoldLimit, and (with
+// RequireConsumer) its consumer is not reconnecting.
 type Readiness struct {
 	// Checks run concurrently on every /readyz request.
 	Checks []Check
@@ -40,6 +44,12 @@ type Readiness struct {
 	// RequireConsumer makes a reconnecting consumer not ready: set it for a process that
 	// only consumes, whose only job needs the broker.
 	RequireConsumer bool
+	// ConsumerHeld reports since when the consumer has held a batch it cannot record or
+	// settle, and why; a zero time when it holds none. nil when the process does not consume.
+	ConsumerHeld func() (since time.Time, reason string)
+	// HoldLimit is how long a batch may stay held before the process is not ready:
+	// ingest has stopped, whatever the checks say (DefaultHoldLimit when zero).
+	HoldLimit time.Duration
 	// CheckTimeout bounds each check.
 	CheckTimeout time.Duration
 }
@@ -51,6 +61,16 @@ type readyBody struct {
 	Draining bool        `json:"draining"`
 	Checks   []checkBody `json:"checks"`
 	Consumer *string     `json:"consumer"`
+	// ConsumerHeld is set while the consumer holds a batch.
+	ConsumerHeld *heldBody `json:"consumer_held,omitempty"`
+}
+
+// heldBody says how long the consumer has held a batch, why, and after how long that
+// makes the process not ready.
+type heldBody struct {
+	Seconds      int64  `json:"seconds"`
+	Reason       string `json:"reason"`
+	LimitSeconds int64  `json:"limit_seconds"`
 }
 
 type checkBody struct {
@@ -97,6 +117,19 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		body.Consumer = &state
 		if s.ready.RequireConsumer && state == ConsumerReconnecting {
 			ready = false
+		}
+	}
+	if s.ready.ConsumerHeld != nil {
+		if since, reason := s.ready.ConsumerHeld(); !since.IsZero() {
+			limit := s.ready.HoldLimit
+			if limit <= 0 {
+				limit = DefaultHoldLimit
+			}
+			held := time.Since(since)
+			body.ConsumerHeld = &heldBody{Seconds: int64(held / time.Second), Reason: reason, LimitSeconds: int64(limit / time.Second)}
+			if held > limit {
+				ready = false
+			}
 		}
 	}
 	status := fiber.StatusOK
