@@ -1,12 +1,14 @@
-// Package bench is the project's benchmark (`warehouse bench`, `make bench`). It runs the
-// service under test as child processes of the warehouse binary (`consume`, `serve`) and,
-// in the same run on the same machine, the ceilings each figure is judged against: a bare
-// consumer, a bare publisher and consumer pipeline, a bare Fiber handler and raw pgx point
-// reads. It prints a table and writes the same figures as JSON, Markdown and SVG charts.
+// Package bench is the project's benchmark (`make bench`, cmd/warehouse-bench). It runs
+// the service under test as child processes of the warehouse binary (`consume`, `serve`)
+// and, in the same run on the same machine, the ceilings each figure is judged against: a
+// bare consumer, a bare publisher and consumer pipeline, a bare Fiber handler and raw pgx
+// point reads. It prints a table and writes the same figures as JSON, Markdown and SVG
+// charts.
 //
-// It is a driver like bootstrap: it may import adapters and application, and only
-// bootstrap imports it. Every database, queue and exchange it creates has a name of its
-// own run and is removed at the end; it only ever talks to the addresses it is given
+// It is a driver like bootstrap: it may import adapters and the load generator, and only
+// cmd/warehouse-bench imports it, so that the service binary carries neither it nor its
+// plotting library. Every database, queue and exchange it creates has a name of its own
+// run and is removed at the end; it only ever talks to the addresses it is given
 // (127.0.0.1 by default) and to the children it starts.
 package bench
 
@@ -23,7 +25,7 @@ import (
 	amqpadapter "warehouse/adapters/amqp"
 )
 
-// Defaults of `warehouse bench` and the sizes of --smoke.
+// Defaults of the benchmark command and the sizes of --smoke.
 const (
 	DefaultEvents        = 100_000
 	DefaultReadsDuration = 8 * time.Second
@@ -87,6 +89,9 @@ const (
 type Options struct {
 	// Binary is the warehouse binary run as the service under test (`consume`, `serve`).
 	Binary string
+	// Self is the benchmark's own binary, run with --bare-server as the bare Fiber
+	// ceiling of the read phase (see ServeBare).
+	Self string
 	// DatabaseURL names the PostgreSQL server and credentials; the database in it is not
 	// used: every phase gets a database of its own, created and dropped by the run.
 	DatabaseURL string
@@ -168,7 +173,12 @@ func (o Options) validate() error {
 	if o.Binary == "" {
 		errs = append(errs, errors.New("bench: no service binary"))
 	} else if _, err := os.Stat(o.Binary); err != nil {
-		errs = append(errs, fmt.Errorf("bench: service binary: %w", err))
+		errs = append(errs, fmt.Errorf("bench: service binary (build it with make build, or pass --warehouse): %w", err))
+	}
+	if o.Self == "" {
+		errs = append(errs, errors.New("bench: no benchmark binary for the bare Fiber ceiling"))
+	} else if _, err := os.Stat(o.Self); err != nil {
+		errs = append(errs, fmt.Errorf("bench: benchmark binary: %w", err))
 	}
 	if o.DatabaseURL == "" || o.AMQPURL == "" {
 		errs = append(errs, errors.New("bench: DATABASE_URL and AMQP_URL are required"))

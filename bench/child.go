@@ -33,11 +33,12 @@ type child struct {
 	client  *http.Client
 }
 
-// startChild runs `<binary> <args>` with the environment of the bench process overridden
-// by env, in the run's working directory (so that no .env of the caller leaks in), and
-// stdout and stderr in <name>.log there. addr is where its HTTP server listens. When ctx
-// ends the child gets SIGTERM, and SIGKILL stopTimeout later.
-func (r *runner) startChild(ctx context.Context, name string, env map[string]string, addr string, args ...string) (*child, error) {
+// startChild runs `<bin> <args>` (bin is Options.Binary or Options.Self) with the
+// environment of the bench process overridden by env, in the run's working directory (so
+// that no .env of the caller leaks in), and stdout and stderr in <name>.log there. addr is
+// where its HTTP server listens. When ctx ends the child gets SIGTERM, and SIGKILL
+// stopTimeout later.
+func (r *runner) startChild(ctx context.Context, name string, env map[string]string, addr, bin string, args ...string) (*child, error) {
 	logPath := filepath.Join(r.work, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -54,7 +55,7 @@ func (r *runner) startChild(ctx context.Context, name string, env map[string]str
 		}
 		env["PPROF_ADDR"] = c.pprof
 	}
-	c.cmd = exec.CommandContext(ctx, r.o.Binary, args...) //nolint:gosec // this program itself (os.Executable), or the binary a test built
+	c.cmd = exec.CommandContext(ctx, bin, args...) //nolint:gosec // the warehouse binary or this program (os.Executable), as given or as a test built them
 	c.cmd.Cancel = func() error { return c.cmd.Process.Signal(syscall.SIGTERM) }
 	c.cmd.WaitDelay = stopTimeout
 	c.cmd.Dir = r.work
@@ -66,7 +67,7 @@ func (r *runner) startChild(ctx context.Context, name string, env map[string]str
 	dieWithParent(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		_ = logf.Close()
-		return nil, fmt.Errorf("start %s %s: %w", r.o.Binary, strings.Join(args, " "), err)
+		return nil, fmt.Errorf("start %s %s: %w", bin, strings.Join(args, " "), err)
 	}
 	r.children = append(r.children, c)
 	go func() {

@@ -160,7 +160,7 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 	env := r.serviceEnv(dbURL, t)
 	env["CONSUMER_HTTP_ADDR"] = addr
 	spawn := time.Now()
-	c, err := r.startChild(ctx, "consume-"+phase, env, addr, "consume")
+	c, err := r.startChild(ctx, "consume-"+phase, env, addr, r.o.Binary, "consume")
 	if err != nil {
 		return res, err
 	}

@@ -239,8 +239,8 @@ func (r *runner) logRead(who string, res ReadResult, route, cache string, i int)
 		"p50_ms", round(res.P50Ms), "p99_ms", round(res.P99Ms), "errors", res.Errors)
 }
 
-// startBare runs the bare Fiber handler (ServeBare) in a child process: this binary's
-// hidden `bench --bare-server` mode.
+// startBare runs the bare Fiber handler (ServeBare) in a child process: the benchmark
+// binary's hidden --bare-server mode.
 func (r *runner) startBare(ctx context.Context, dbURL string) (*child, error) {
 	addr, err := freeAddr(ctx)
 	if err != nil {
@@ -248,7 +248,7 @@ func (r *runner) startBare(ctx context.Context, dbURL string) (*child, error) {
 	}
 	env := r.serviceEnv(dbURL, unusedTopology())
 	env["LOG_LEVEL"] = "warn"
-	c, err := r.startChild(ctx, "bare-fiber", env, addr, "bench", "--bare-server", addr)
+	c, err := r.startChild(ctx, "bare-fiber", env, addr, r.o.Self, "--bare-server", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (r *runner) startServe(ctx context.Context, name, dbURL string, cacheSize i
 	// every request from memory too.
 	env["CACHE_TTL"] = "1h"
 	env["LOG_LEVEL"] = "warn"
-	c, err := r.startChild(ctx, name, env, addr, "serve")
+	c, err := r.startChild(ctx, name, env, addr, r.o.Binary, "serve")
 	if err != nil {
 		return nil, err
 	}
@@ -549,9 +549,9 @@ func openPool(ctx context.Context, dbURL string, size int) (*pgxpool.Pool, error
 
 // ServeBare serves the ceiling of cached reads on addr until ctx is done: Fiber with two
 // handlers answering from Go maps, loaded from dbURL's read model, in the service's JSON,
-// plus a /readyz. `warehouse bench` runs it in a child process of its own (a hidden flag
-// of the bench command), so that the ceiling, like the service, does not share its
-// process with the load generator.
+// plus a /readyz. The benchmark runs it in a child process of its own (its binary's hidden
+// --bare-server flag), so that the ceiling, like the service, does not share its process
+// with the load generator.
 func ServeBare(ctx context.Context, addr, dbURL string) error {
 	stock, movements, err := loadReadModel(ctx, dbURL)
 	if err != nil {

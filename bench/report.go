@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"warehouse/application"
+	"warehouse/loadgen"
 )
 
 // Targets of issue 6, as ratios of the ceilings measured in the same run.
@@ -52,19 +52,19 @@ type Machine struct {
 
 // Settings are the sizes and the configuration shared by the service and the ceilings.
 type Settings struct {
-	Events               int                        `json:"events"`
-	ReadsDurationSeconds float64                    `json:"reads_duration_seconds"`
-	Connections          int                        `json:"connections"`
-	Rounds               int                        `json:"rounds"`
-	BatchSize            int                        `json:"batch_size"`
-	BatchWaitMillis      float64                    `json:"batch_wait_ms"`
-	Prefetch             int                        `json:"prefetch"`
-	DBMaxConns           int                        `json:"db_max_conns"`
-	QueueType            string                     `json:"queue_type"`
-	Warehouses           int                        `json:"warehouses"`
-	Products             int                        `json:"products"`
-	Seed                 uint64                     `json:"seed"`
-	GeneratorStats       application.GeneratorStats `json:"generator_stats"`
+	Events               int           `json:"events"`
+	ReadsDurationSeconds float64       `json:"reads_duration_seconds"`
+	Connections          int           `json:"connections"`
+	Rounds               int           `json:"rounds"`
+	BatchSize            int           `json:"batch_size"`
+	BatchWaitMillis      float64       `json:"batch_wait_ms"`
+	Prefetch             int           `json:"prefetch"`
+	DBMaxConns           int           `json:"db_max_conns"`
+	QueueType            string        `json:"queue_type"`
+	Warehouses           int           `json:"warehouses"`
+	Products             int           `json:"products"`
+	Seed                 uint64        `json:"seed"`
+	GeneratorStats       loadgen.Stats `json:"generator_stats"`
 }
 
 // Pair is the service's figure and its ceiling's, from one round: in a report, the
@@ -344,7 +344,7 @@ func (rep *Report) markdown() string {
 	if rep.Smoke {
 		fmt.Fprintf(&b, "**Smoke run: tiny sizes to keep the benchmark code working; these figures mean nothing.**\n\n")
 	}
-	fmt.Fprintf(&b, "Written by `make bench` (`warehouse bench`) on %s in %s, on %d CPUs and %s of memory (%s/%s, %s). ",
+	fmt.Fprintf(&b, "Written by `make bench` (`warehouse-bench`) on %s in %s, on %d CPUs and %s of memory (%s/%s, %s). ",
 		rep.StartedAt.Format("2006-01-02 15:04 UTC"), time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second),
 		rep.Machine.CPUs, mib(rep.Machine.MemTotalBytes), rep.Machine.OS, rep.Machine.Arch, rep.Machine.GoVersion)
 	fmt.Fprintf(&b, "Every figure stands next to its ceiling, measured in the same run on the same machine; "+

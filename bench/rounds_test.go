@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,24 +60,78 @@ func TestMedianPair(t *testing.T) {
 	}
 }
 
-func TestRoundsNote(t *testing.T) {
-	p := medianPair([]Pair{pairOf(70, 100), pairOf(1, 3), pairOf(60, 0)})
-	if got, want := roundsNote(p.Rounds), "median of 3 rounds (ratios 0.70, 0.33, —)"; got != want {
-		t.Errorf("note %q, want %q", got, want)
+// ratioTexts returns what a reader must find for each round, in round order: its ratio
+// service / ceiling to two decimals, or a dash when it measured no ceiling; and the round
+// whose ratio is the median (the lower middle; ties go to the earliest round).
+func ratioTexts(figures [][2]float64) (texts []string, median int) {
+	ratios := make([]float64, len(figures))
+	for i, f := range figures {
+		texts = append(texts, "—")
+		if f[1] > 0 {
+			ratios[i] = f[0] / f[1]
+			texts[i] = fmt.Sprintf("%.2f", ratios[i])
+		}
 	}
+	order := make([]int, len(figures))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case ratios[a] < ratios[b]:
+			return -1
+		case ratios[a] > ratios[b]:
+			return 1
+		}
+		return 0
+	})
+	return texts, order[(len(order)-1)/2]
+}
+
+// mustListInOrder fails unless s holds every one of parts, in that order.
+func mustListInOrder(t *testing.T, what, s string, parts []string) {
+	t.Helper()
+	at := 0
+	for _, p := range parts {
+		i := strings.Index(s[at:], p)
+		if i < 0 {
+			t.Errorf("%s %q lacks %q after byte %d (want %q in order)", what, s, p, at, parts)
+			return
+		}
+		at += i + len(p)
+	}
+}
+
+func TestRoundsNote(t *testing.T) {
+	figures := [][2]float64{{70, 100}, {1, 3}, {60, 0}}
+	pairs := make([]Pair, len(figures))
+	for i, f := range figures {
+		pairs[i] = pairOf(f[0], f[1])
+	}
+	texts, median := ratioTexts(figures)
+	p := medianPair(pairs)
+	if p.Chosen != median {
+		t.Fatalf("chosen round %d, want %d", p.Chosen, median)
+	}
+	note := roundsNote(p.Rounds)
+	mustListInOrder(t, "note", note, append([]string{fmt.Sprintf("%d rounds", len(figures))}, texts...))
 	if got := roundsNote(medianPair([]Pair{pairOf(70, 100)}).Rounds); got != "" {
 		t.Errorf("one round: note %q, want none", got)
 	}
-	rep := &Report{Settings: Settings{Rounds: 3}, Drain: p, Pipeline: p}
+	rep := &Report{Settings: Settings{Rounds: len(figures)}, Drain: p, Pipeline: p}
 	rep.build()
-	if !strings.Contains(rep.Rows[0].Note, "median of 3 rounds (ratios 0.70, 0.33, —)") {
-		t.Errorf("drain row note %q", rep.Rows[0].Note)
+	if rep.Rows[0].Phase != "drain" || !strings.Contains(rep.Rows[0].Note, note) {
+		t.Errorf("first row %+v: want the drain's, noting %q", rep.Rows[0], note)
 	}
 	md := rep.markdown()
-	for _, want := range []string{"median of 3 rounds (ratios 0.70, 0.33, —)", "drain, pipeline and every read case in 3 alternating rounds (ceiling, then service), the median round shown", "| drain (round 2 of 3) | service |"} {
+	for _, want := range []string{note, roundsSetting(len(figures)),
+		fmt.Sprintf("| drain (round %d of %d) | service |", median+1, len(figures))} {
 		if !strings.Contains(md, want) {
 			t.Errorf("README.md lacks %q", want)
 		}
+	}
+	if s := roundsSetting(len(figures)); !strings.Contains(s, fmt.Sprint(len(figures))) || !strings.Contains(s, "median") {
+		t.Errorf("settings %q: want the number of rounds and that the median is shown", s)
 	}
 	if strings.Contains(md, "{rounds}") {
 		t.Error("README.md has the placeholder {rounds}")
@@ -143,9 +199,11 @@ func readRoundOf(service, ceiling float64) readRound {
 }
 
 func TestReadCaseMedianRound(t *testing.T) {
+	figures := [][2]float64{{9000, 10000}, {4000, 10000}, {7000, 10000}}
+	texts, median := ratioTexts(figures)
 	c := ReadCase{Route: routeStock, Cache: cacheOff}
 	c.setMedianRound([]readRound{readRoundOf(9000, 10000), readRoundOf(4000, 10000), readRoundOf(7000, 10000)})
-	if c.Chosen != 2 {
+	if c.Chosen != median || median != 2 {
 		t.Fatalf("chosen round %d, want 2 (rounds %+v)", c.Chosen, c.Rounds)
 	}
 	if c.Service.RequestsPerSecond != 7000 || c.Ceiling.RequestsPerSecond != 10000 || c.Service.P99Ms != 7 {
@@ -166,10 +224,11 @@ func TestReadCaseMedianRound(t *testing.T) {
 	if row == nil {
 		t.Fatal("no req/s row for the read case")
 	}
-	if row.Note != "median of 3 rounds (ratios 0.90, 0.40, 0.70)" || row.Pass == nil || !*row.Pass {
-		t.Errorf("row %+v: want the median round's pass and every round's ratio", *row)
+	mustListInOrder(t, "note", row.Note, append([]string{fmt.Sprintf("%d rounds", len(figures))}, texts...))
+	if row.Pass == nil || !*row.Pass {
+		t.Errorf("row %+v: want the median round's pass", *row)
 	}
-	if md := rep.markdown(); !strings.Contains(md, "| stock, uncached (round 3 of 3) | service |") {
+	if md := rep.markdown(); !strings.Contains(md, fmt.Sprintf("| stock, uncached (round %d of %d) | service |", median+1, len(figures))) {
 		t.Errorf("details table does not name the round shown:\n%s", md)
 	}
 

@@ -7,8 +7,8 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	amqpadapter "warehouse/adapters/amqp"
-	"warehouse/application"
 	"warehouse/domain"
+	"warehouse/loadgen"
 )
 
 // stream is the run's events, encoded once and published unchanged in every phase, with
@@ -19,7 +19,7 @@ type stream struct {
 	expected  map[domain.StockKey]int64
 	stockKeys []domain.StockKey
 	movements []domain.MovementID
-	stats     application.GeneratorStats
+	stats     loadgen.Stats
 }
 
 // message is one encoded event and its routing key, as `warehouse produce` sends it.
@@ -32,8 +32,8 @@ type message struct {
 // generate draws n events from the project's Generator with a fixed seed and no
 // duplicates, so that every event must be stored and the stock at the end is known.
 func generate(n int) *stream {
-	interval := min(application.DefaultInterval, genSpan/time.Duration(max(n, 1)))
-	g := application.NewGenerator(application.GeneratorOptions{
+	interval := min(loadgen.DefaultInterval, genSpan/time.Duration(max(n, 1)))
+	g := loadgen.NewGenerator(loadgen.Options{
 		Warehouses:      genWarehouses,
 		Products:        genProducts,
 		Seed:            genSeed,

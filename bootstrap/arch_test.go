@@ -7,6 +7,7 @@ import (
 	"go/build"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -72,7 +73,7 @@ func TestArchitecture(t *testing.T) {
 		t.Fatalf("walk %s: %v", root, err)
 	}
 	// a walk that found nothing would pass vacuously
-	for _, want := range []string{"domain", "ports", "application", "bootstrap"} {
+	for _, want := range []string{"domain", "ports", "application", "bootstrap", "loadgen", "bench", "cmd/warehouse", "cmd/warehouse-bench"} {
 		if !slices.Contains(found, module+"/"+want) {
 			t.Errorf("package %s/%s not found under %s (found %v)", module, want, root, found)
 		}
@@ -101,15 +102,27 @@ func brokenRule(pkg, imp string) string {
 		adapters    = module + "/adapters"
 		bootstrap   = module + "/bootstrap"
 		cmd         = module + "/cmd"
+		bench       = module + "/bench"
+		benchCmd    = module + "/cmd/warehouse-bench"
+		loadgen     = module + "/loadgen"
 	)
 	if within(imp, bootstrap) && !within(pkg, cmd) && !within(pkg, bootstrap) {
 		return "only cmd/ may import bootstrap"
 	}
-	if within(imp, module+"/bench") && !within(pkg, bootstrap) && !within(pkg, module+"/bench") {
-		return "only bootstrap may import the benchmark driver"
+	// Tooling is not the service: the service binary (cmd/warehouse, through bootstrap)
+	// never links the benchmark, and the load generator stays out of the service's layers.
+	if within(imp, bench) && pkg != benchCmd && !within(pkg, bench) {
+		return "only cmd/warehouse-bench may import the benchmark"
+	}
+	if within(imp, loadgen) && !within(pkg, bootstrap) && !within(pkg, bench) && !within(pkg, loadgen) {
+		return "only bootstrap (produce) and the benchmark may import the load generator"
 	}
 	std := isStd(imp)
 	switch {
+	case within(pkg, loadgen):
+		if !std && imp != domain {
+			return "loadgen may import only the standard library and " + domain
+		}
 	case within(pkg, domain):
 		if !std && imp != uuidPath && !within(imp, domain) {
 			return "domain may import only the standard library and " + uuidPath
@@ -171,10 +184,27 @@ func TestCheckImports(t *testing.T) {
 		imports []string
 		bad     []string // the imports that must be reported
 	}{
-		{"adapter: the benchmark driver", "warehouse/adapters/postgres",
+		{"adapter: the benchmark", "warehouse/adapters/postgres",
 			[]string{"warehouse/bench"}, []string{"warehouse/bench"}},
-		{"bootstrap: the benchmark driver", "warehouse/bootstrap",
-			[]string{"warehouse/bench"}, nil},
+		{"bootstrap: the benchmark", "warehouse/bootstrap",
+			[]string{"warehouse/bench"}, []string{"warehouse/bench"}},
+		{"the service command: the benchmark", "warehouse/cmd/warehouse",
+			[]string{"warehouse/bootstrap", "warehouse/bench"}, []string{"warehouse/bench"}},
+		{"the benchmark command: the benchmark and bootstrap", "warehouse/cmd/warehouse-bench",
+			[]string{"warehouse/bench", "warehouse/bootstrap"}, nil},
+		{"the benchmark: adapters and the load generator", "warehouse/bench",
+			[]string{"warehouse/adapters/amqp", "warehouse/loadgen", "gonum.org/v1/plot"}, nil},
+		{"bootstrap: the load generator", "warehouse/bootstrap",
+			[]string{"warehouse/loadgen"}, nil},
+		{"application: the load generator", "warehouse/application",
+			[]string{"warehouse/loadgen"}, []string{"warehouse/loadgen"}},
+		{"adapter: the load generator", "warehouse/adapters/amqp",
+			[]string{"warehouse/loadgen"}, []string{"warehouse/loadgen"}},
+		{"loadgen: std and domain", "warehouse/loadgen",
+			[]string{"container/heap", "math/rand/v2", "warehouse/domain"}, nil},
+		{"loadgen: an adapter, ports and uuid", "warehouse/loadgen",
+			[]string{"warehouse/adapters/amqp", "warehouse/ports", uuidPath},
+			[]string{"warehouse/adapters/amqp", "warehouse/ports", uuidPath}},
 		{"domain: std and uuid", "warehouse/domain",
 			[]string{"bytes", "fmt", "iter", "unicode/utf8", uuidPath}, nil},
 		{"domain: a framework", "warehouse/domain",
@@ -241,6 +271,34 @@ func TestCheckImports(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServiceBinaryLinksNoBenchmark lists every package the service binary links (`go
+// list -deps ./cmd/warehouse`): neither the benchmark nor its plotting library (gonum plot
+// with its PDF, LaTeX and font packages, once 41 packages and a fifth of the binary) may
+// be among them. The import rules keep bootstrap from importing the benchmark; this
+// checks the outcome, whatever path a dependency takes.
+func TestServiceBinaryLinksNoBenchmark(t *testing.T) {
+	root := mustModuleRoot(t)
+	cmd := exec.Command("go", "list", "-deps", "./cmd/warehouse")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/warehouse: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module+"/bootstrap") {
+		t.Fatalf("go list -deps ./cmd/warehouse does not name %s/bootstrap: %v", module, deps)
+	}
+	tooling := []string{module + "/bench", module + "/cmd/warehouse-bench", "gonum.org/",
+		"codeberg.org/go-pdf/", "codeberg.org/go-latex/", "codeberg.org/go-fonts/", "git.sr.ht/~sbinet/gg"}
+	for _, dep := range deps {
+		for _, bad := range tooling {
+			if within(dep, strings.TrimSuffix(bad, "/")) || strings.HasPrefix(dep, bad) {
+				t.Errorf("the service binary links %s", dep)
+			}
+		}
 	}
 }
 

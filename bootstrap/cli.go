@@ -78,7 +78,9 @@ func Command(name string) (CommandFunc, bool) {
 		"produce":      Produce,
 		"dead-letters": DeadLetters,
 		"audit":        Audit,
-		"bench":        Bench,
+		"version":      Version,
+		"--version":    Version,
+		"bench":        Bench, // only says where the benchmark went
 	}[name]
 	return cmd, ok
 }
@@ -95,13 +97,14 @@ Usage:
   warehouse produce [flags]         publish realistic, consistent movements (--help for flags)
   warehouse dead-letters list|replay  inspect dead letters; send chosen ones back (--help for flags)
   warehouse audit [--json]          recompute stock and movements from the events (exit 1: mismatch, 3: could not check)
-  warehouse bench [--smoke]         measure the service against this machine's own ceilings (--help for flags)
+  warehouse version                 module version, VCS revision, commit and build time of this binary (also --version)
 
 Exit status: 0 done, 1 failed (audit: the ledger disagrees with its events), 2 usage error
 (unknown command, bad flag or argument), 3 audit could not check (configuration, database
 unreachable, query failed).
 
-Configuration comes from the environment and from .env; see .env.example.
+Configuration comes from the environment and from .env; see .env.example. The benchmark
+is a binary of its own: make bench (cmd/warehouse-bench).
 `
 
 // parseFlags parses the flags of a subcommand that takes no positional arguments. help is

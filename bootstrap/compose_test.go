@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"bufio"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http/httptest"
 	"net/url"
@@ -121,18 +122,33 @@ func configTags(t *testing.T) map[string]string {
 	return out
 }
 
-// envExample returns the variables .env.example sets, in order.
+// envExample returns the variables .env.example documents: the ones it sets, and the ones
+// it shows commented out ("# NAME=value": derived defaults that a copied .env must not pin).
 func envExample(t *testing.T) map[string]string {
+	t.Helper()
+	set, commented := envExampleLines(t)
+	out := maps.Clone(set)
+	maps.Copy(out, commented)
+	return out
+}
+
+// envExampleLines returns the variables .env.example sets and those it shows commented out.
+func envExampleLines(t *testing.T) (set, commented map[string]string) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(mustRepoRoot(t), ".env.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	out := map[string]string{}
+	set, commented = map[string]string{}, map[string]string{}
+	assignment := regexp.MustCompile(`^#\s*([A-Z][A-Z0-9_]*)=(.*)$`)
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
+		if m := assignment.FindStringSubmatch(line); m != nil {
+			commented[m[1]] = m[2]
+			continue
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -141,12 +157,12 @@ func envExample(t *testing.T) map[string]string {
 			t.Errorf(".env.example: %q is not NAME=value", line)
 			continue
 		}
-		out[name] = value
+		set[name] = value
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return set, commented
 }
 
 func TestComposeCommandsExist(t *testing.T) {
@@ -212,6 +228,58 @@ func TestComposeEnvExampleMatchesConfig(t *testing.T) {
 		if _, ok := example[v]; !ok {
 			t.Errorf("Config reads %s, which .env.example does not document", v)
 		}
+	}
+}
+
+// TestEnvExampleLeavesDerivedNamesUnset copies .env.example to .env, as its first line
+// says to, then changes AMQP_QUEUE, in the environment or in the copy: the dead-letter and
+// retry names must follow the queue, so .env.example must not set them.
+func TestEnvExampleLeavesDerivedNamesUnset(t *testing.T) {
+	set, commented := envExampleLines(t)
+	for _, v := range []string{"AMQP_DEAD_LETTER_EXCHANGE", "AMQP_DEAD_LETTER_QUEUE", "AMQP_RETRY_EXCHANGE"} {
+		if _, ok := set[v]; ok {
+			t.Errorf(".env.example sets %s, which AMQP_QUEUE derives: a copied .env would pin it", v)
+		}
+		if _, ok := commented[v]; !ok {
+			t.Errorf(".env.example does not show %s commented out", v)
+		}
+	}
+	example, err := os.ReadFile(filepath.Join(mustRepoRoot(t), ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, where := range []string{"environment", ".env"} {
+		t.Run("AMQP_QUEUE changed in "+where, func(t *testing.T) {
+			for v := range configTags(t) {
+				t.Setenv(v, "") // the test process's own values must not hide .env's
+				os.Unsetenv(v)
+			}
+			const queue = "orders.movements"
+			env := string(example)
+			if where == ".env" {
+				env = regexp.MustCompile(`(?m)^AMQP_QUEUE=.*$`).ReplaceAllString(env, "AMQP_QUEUE="+queue)
+			} else {
+				t.Setenv("AMQP_QUEUE", queue)
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, ".env"), []byte(env), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(dir)
+			cfg, err := LoadConfig()
+			if err != nil {
+				t.Fatalf("LoadConfig: %v", err)
+			}
+			if cfg.AMQPQueue != queue {
+				t.Fatalf("AMQP_QUEUE = %q, want %q", cfg.AMQPQueue, queue)
+			}
+			for name, got := range map[string]string{"dead-letter exchange": cfg.AMQPDeadLetterExchange,
+				"dead-letter queue": cfg.AMQPDeadLetterQueue, "retry exchange": cfg.AMQPRetryExchange} {
+				if !strings.HasPrefix(got, queue+".") {
+					t.Errorf("%s = %q: it did not follow AMQP_QUEUE %q", name, got, queue)
+				}
+			}
+		})
 	}
 }
 

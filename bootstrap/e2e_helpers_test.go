@@ -77,6 +77,15 @@ type e2eEnv struct {
 // runService returns an error or does not return within 20 s.
 func mustService(t *testing.T, edit func(*Config)) *testService {
 	t.Helper()
+	cfg, env := mustE2EEnv(t, edit)
+	return startService(t, cfg, env)
+}
+
+// mustE2EEnv prepares what mustService starts the service on: the configuration (edited
+// by edit when not nil), a fresh database, uniquely named exchanges and queues (deleted
+// when the test ends) and a publisher.
+func mustE2EEnv(t *testing.T, edit func(*Config)) (Config, *e2eEnv) {
+	t.Helper()
 	cfg, err := LoadConfig()
 	if err != nil {
 		t.Fatalf("LoadConfig: %v", err)
@@ -116,7 +125,7 @@ func mustService(t *testing.T, edit func(*Config)) *testService {
 		t.Fatalf("dial publisher: %v", err)
 	}
 	t.Cleanup(func() { _ = env.pub.Close() })
-	return startService(t, cfg, env)
+	return cfg, env
 }
 
 // startService runs runService with cfg on a new listener, sharing env (the same
@@ -459,6 +468,21 @@ func clipBody(b []byte) string {
 		return string(b[:80]) + "…"
 	}
 	return string(b)
+}
+
+// queueDepth returns the number of messages ready in the service's queue.
+func (s *testService) queueDepth(t *testing.T) int {
+	t.Helper()
+	ch, err := s.conn.Channel() // a failed passive declare closes its channel
+	if err != nil {
+		t.Fatalf("open a channel: %v", err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(s.cfg.AMQPQueue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("queue %s: %v", s.cfg.AMQPQueue, err)
+	}
+	return q.Messages
 }
 
 // ---- database ----

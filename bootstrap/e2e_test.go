@@ -523,13 +523,16 @@ func TestE2ELists(t *testing.T) {
 	})
 }
 
+// TestE2EGracefulShutdown stops the service while a stream flows: the stop must land in
+// the middle of the stream, the batch in flight must be committed and acked (the queue
+// then holds exactly the events not stored), and a new service finishes the stream.
 func TestE2EGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	// Small batches, so that the stream takes many batches and the cancellation lands
 	// in the middle of it.
 	s1 := mustService(t, func(c *Config) { c.BatchSize = 50; c.AMQPPrefetch = 100 })
 
-	const total = 2000
+	const total = 6000
 	w := newWarehouse()
 	products := make([]domain.ProductID, 10)
 	for i := range products {
@@ -569,6 +572,22 @@ func TestE2EGracefulShutdown(t *testing.T) {
 	if err := <-published; err != nil {
 		t.Fatalf("publish: %v", err)
 	}
+	if afterStop >= total {
+		t.Fatalf("the stop landed after the whole stream was stored (%d events): the test proves nothing", afterStop)
+	}
+	if afterStop < atCancel {
+		t.Fatalf("%d events stored after the stop, %d before it", afterStop, atCancel)
+	}
+	// Every stored event was acked and no other: the broker holds exactly the rest, once
+	// it has taken back what the stopped consumer held unacked.
+	var depth int
+	e2eWaitForMsg(t, func() bool {
+		depth = s1.queueDepth(t)
+		return depth == total-afterStop
+	}, func() string {
+		return fmt.Sprintf("the queue to hold the %d events not stored (holds %d: %d stored events unacked, or acked before they were stored)",
+			total-afterStop, depth, depth-(total-afterStop))
+	})
 
 	s2 := startService(t, s1.cfg, s1.e2eEnv)
 	var stored int

@@ -138,25 +138,26 @@ func TestMigrateDownCreatesNothing(t *testing.T) {
 }
 
 func TestMigrateDownRefusesNonEmptyLedger(t *testing.T) {
-	_, store := mustAuditLedger(t) // 3 events
+	_, store, stored := mustAuditLedger(t)
+	n := len(stored)
 	dbURL := pgtestURL(t)
 
 	var out bytes.Buffer
 	err := Migrate(context.Background(), []string{"down"}, &out)
 	if err == nil {
-		t.Fatalf("migrate down on a ledger of 3 events = nil, want a refusal\n%s", out.String())
+		t.Fatalf("migrate down on a ledger of %d events = nil, want a refusal\n%s", n, out.String())
 	}
 	if got := ExitCode(err); got != 1 {
 		t.Errorf("exit code = %d, want 1", got)
 	}
-	for _, want := range []string{"3 events", "20250601120000_create_ledger", "--yes"} {
+	for _, want := range []string{fmt.Sprintf("%d events", n), "20250601120000_create_ledger", "--yes"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
 	}
 	var events int
-	if err := store.DB().NewRaw("SELECT count(*) FROM events").Scan(context.Background(), &events); err != nil || events != 3 {
-		t.Fatalf("after the refusal: %d events, err %v; want the 3 events kept", events, err)
+	if err := store.DB().NewRaw("SELECT count(*) FROM events").Scan(context.Background(), &events); err != nil || events != n {
+		t.Fatalf("after the refusal: %d events, err %v; want the %d events kept", events, err, n)
 	}
 
 	out.Reset()

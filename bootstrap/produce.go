@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,8 @@ import (
 	"golang.org/x/term"
 
 	amqpadapter "warehouse/adapters/amqp"
-	"warehouse/application"
 	"warehouse/domain"
+	"warehouse/loadgen"
 )
 
 // Limits and pacing of `warehouse produce`.
@@ -40,7 +41,8 @@ const (
 	// progressEvery is the period of the plain progress lines (when stderr is no terminal).
 	progressEvery = 2 * time.Second
 	// maxStreamSpan bounds the event time a generated stream covers by default: a long
-	// load run squeezes its events closer rather than reaching back years.
+	// load run squeezes its events closer rather than reaching back years, and an endless
+	// one (--count 0) starts this far back.
 	maxStreamSpan   = 30 * 24 * time.Hour
 	maxProduceBatch = 10000
 )
@@ -76,8 +78,10 @@ Generates movements over a network of warehouses (departures never exceed the st
 service will hold; arrivals follow departures after 1-6 h; some lose a few units, some
 arrive before their departure is reported) and publishes them to AMQP_EXCHANGE with
 publisher confirms, declaring the service's topology first. --seed and --start repeat a
-run exactly. --dry-run writes the events as JSON lines instead; --file publishes recorded
-JSON lines; --expect writes the stock the service will hold once it has every event.
+run exactly. No generated event is dated later than the moment it is sent: by default the
+stream ends at the present, and a stream that reaches it (--count 0, a --start too late)
+waits for the clock. --dry-run writes the events as JSON lines instead; --file publishes
+recorded JSON lines; --expect writes the stock the service will hold once it has every event.
 
 Flags:
 `
@@ -108,7 +112,7 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 		fmt.Fprint(fs.Output(), produceUsage)
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&o.count, "count", 1000, "events to produce (with --file: at most this many); 0 = until interrupted")
+	fs.IntVar(&o.count, "count", 1000, "events to produce (with --file: at most this many); 0 = until interrupted, the last ones as their time comes")
 	fs.Float64Var(&o.rate, "rate", 0, "events per second; 0 = as fast as confirms allow")
 	fs.IntVar(&o.warehouses, "warehouses", 10, "warehouses in the generated network (transfers need 2)")
 	fs.IntVar(&o.products, "products", 50, "products in the generated network")
@@ -116,7 +120,7 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 	fs.Float64Var(&o.loss, "loss", 0.05, "share of transfers that lose a few units in transit")
 	fs.Float64Var(&o.duplicates, "duplicates", 0, "share of events sent twice (same id, or same data under a new id)")
 	fs.Float64Var(&o.disorder, "out-of-order", 0.1, "share of transfers whose arrival is sent before their departure")
-	fs.StringVar(&start, "start", "", "event time of the first event, RFC 3339 (default: so that the stream ends about now)")
+	fs.StringVar(&start, "start", "", "event time of the first event, RFC 3339 (default: so that the stream ends now; with --count 0, 30 days ago)")
 	fs.DurationVar(&o.interval, "interval", 0, "mean event time between events (default: 12m, shorter when --count would span over 30 days)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "write JSON lines to stdout (or --output) instead of publishing")
 	fs.StringVar(&o.output, "output", "", "with --dry-run: the file to write instead of stdout")
@@ -170,10 +174,11 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 // produce is Produce with its surroundings injected.
 func produce(ctx context.Context, args []string, stdout io.Writer, env produceEnv) error {
 	stderr := env.stderr
-	cfg, log, err := setup()
+	cfg, err := LoadConfig()
 	if err != nil {
 		return err
 	}
+	log := NewLogger(stderr, cfg.LogFormat, cfg.LogLevel) // where the progress goes: os.Stderr, or a test's buffer
 	o, err := parseProduceFlags(args, cfg, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -231,22 +236,29 @@ func (o *produceOptions) source(stderr io.Writer) (eventSource, error) {
 		o.seed = uint64(time.Now().UnixNano())
 	}
 	if o.interval == 0 {
-		o.interval = application.DefaultInterval
-		if o.count > 0 && time.Duration(o.count)*o.interval > maxStreamSpan {
+		o.interval = loadgen.DefaultInterval
+		if o.count > 0 && int64(o.count) > int64(maxStreamSpan/o.interval) {
 			o.interval = max(maxStreamSpan/time.Duration(o.count), time.Millisecond)
 		}
 	}
+	o.interval = max(o.interval, time.Millisecond) // as the generator rounds it
 	if o.start.IsZero() {
-		o.start = time.Now().UTC().Add(-time.Duration(o.count) * o.interval).Truncate(time.Second)
+		// The generator dates the first n events no later than start + n×interval: the
+		// stream ends by now (rounding the start down only moves it earlier).
+		span := time.Duration(o.count) * o.interval
+		if o.count == 0 {
+			span = maxStreamSpan
+		}
+		o.start = time.Now().UTC().Add(-span).Truncate(time.Second)
 	}
 	fmt.Fprintf(stderr, "seed %d; repeat with --seed %d --start %s --interval %s\n",
 		o.seed, o.seed, o.start.Format(time.RFC3339), o.interval)
-	g := application.NewGenerator(application.GeneratorOptions{
+	g := loadgen.NewGenerator(loadgen.Options{
 		Warehouses: o.warehouses, Products: o.products, Seed: o.seed,
 		LossShare: o.loss, DuplicateShare: o.duplicates, OutOfOrderShare: o.disorder,
 		Start: o.start, Interval: o.interval,
 	})
-	return &generatorSource{g: g, limit: o.count}, nil
+	return &generatorSource{g: g, limit: o.count, opts: o}, nil
 }
 
 // eventSource yields the events to send, each with its message body, and the stock the
@@ -254,19 +266,25 @@ func (o *produceOptions) source(stderr io.Writer) (eventSource, error) {
 type eventSource interface {
 	// next returns the next event; ok is false at the end.
 	next() (e domain.Event, body []byte, ok bool, err error)
+	// due is the time before which the next event must not be sent, so that no event
+	// goes out dated in the future; zero when it may go at once.
+	due() time.Time
 	// total is the number of events to come in all, or -1 when unknown.
 	total() int64
 	expected() map[domain.StockKey]int64
 	// describe says what the events were, for the summary; "" when there is nothing to add.
 	describe() string
+	// logAttrs describes the source for the start log.
+	logAttrs() []any
 	close()
 }
 
 // generatorSource yields generated events, encoded with the codec.
 type generatorSource struct {
-	g     *application.Generator
+	g     *loadgen.Generator
 	limit int // 0 = no end
 	n     int
+	opts  *produceOptions // for the start log
 }
 
 func (s *generatorSource) next() (domain.Event, []byte, bool, error) {
@@ -276,6 +294,20 @@ func (s *generatorSource) next() (domain.Event, []byte, bool, error) {
 	s.n++
 	e := s.g.Next()
 	return e, amqpadapter.EncodeEvent(e), true, nil
+}
+
+// due is the end of the next event's slot: the latest time it can carry (see
+// loadgen.Options.Interval). Once the stream has reached the present, the events go out as
+// their slots end.
+func (s *generatorSource) due() time.Time {
+	if s.limit > 0 && s.n >= s.limit {
+		return time.Time{} // the end of the stream is not worth a wait
+	}
+	return s.g.NotAfter()
+}
+
+func (s *generatorSource) logAttrs() []any {
+	return []any{"count", s.opts.count, "seed", s.opts.seed, "start", s.opts.start, "interval", s.opts.interval}
 }
 
 func (s *generatorSource) total() int64 {
@@ -394,6 +426,11 @@ func (s *fileSource) decodeLine() (e domain.Event, body []byte, ok bool, err err
 	return domain.Event{}, nil, false, nil
 }
 
+// due is zero: recorded events go out as fast as allowed, whatever their dates.
+func (s *fileSource) due() time.Time { return time.Time{} }
+
+func (s *fileSource) logAttrs() []any { return []any{"file", s.name, "events", s.count} }
+
 func (s *fileSource) total() int64 { return s.count }
 
 func (s *fileSource) expected() map[domain.StockKey]int64 {
@@ -415,8 +452,8 @@ func (s *fileSource) describe() string {
 func (s *fileSource) close() { _ = s.f.Close() }
 
 // producer sends the events of one run. taken counts events drawn from the source,
-// settled those written or confirmed; published and confirmed are also read by the
-// progress reporter.
+// settled those written or confirmed; written (a dry run), published and confirmed are
+// also read by the progress reporter.
 type producer struct {
 	opts produceOptions
 	cfg  Config
@@ -428,6 +465,7 @@ type producer struct {
 	began          time.Time
 	elapsed        time.Duration
 	taken, settled int64
+	written        atomic.Int64
 	published      atomic.Int64
 	confirmed      atomic.Int64
 	republished    atomic.Int64
@@ -466,13 +504,27 @@ func (p *producer) write(ctx context.Context, stdout io.Writer) (err error) {
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
 	p.started, p.began = true, time.Now()
+	output := p.opts.output
+	if output == "" {
+		output = "stdout"
+	}
+	p.log.InfoContext(ctx, "produce started", append([]any{"dry_run", true, "output", output}, p.src.logAttrs()...)...)
 	// progress only when the lines do not go to the same screen
 	stop := func() {}
 	if p.opts.output != "" {
-		stop = p.startProgress("writing")
+		stop = p.startProgress("writing", &p.written)
 	}
 	defer func() { stop(); p.elapsed = time.Since(p.began) }()
 	for ctx.Err() == nil {
+		if due := p.src.due(); due.After(time.Now()) {
+			// what is written so far goes out now, not after the wait
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			if sleepUntil(ctx, due) != nil {
+				break
+			}
+		}
 		_, body, ok, err := p.src.next()
 		if err != nil {
 			_ = bw.Flush()
@@ -487,8 +539,7 @@ func (p *producer) write(ctx context.Context, stdout io.Writer) (err error) {
 			return err
 		}
 		p.settled++
-		p.published.Add(1)
-		p.confirmed.Add(1)
+		p.written.Add(1)
 	}
 	if err := bw.Flush(); err != nil {
 		return err
@@ -529,15 +580,23 @@ func (p *producer) publish(ctx context.Context) error {
 		size = min(size, max(1, int(p.opts.rate/10))) // about ten batches a second
 	}
 	p.started, p.began = true, time.Now()
-	p.log.InfoContext(ctx, "produce started", "exchange", p.opts.exchange, "count", p.opts.count,
-		"rate", p.opts.rate, "batch", size, "seed", p.opts.seed)
-	stop := p.startProgress("publishing")
+	p.log.InfoContext(ctx, "produce started", append([]any{"exchange", p.opts.exchange, "rate", p.opts.rate, "batch", size},
+		p.src.logAttrs()...)...)
+	stop := p.startProgress("publishing", &p.confirmed)
 	defer func() { stop(); p.elapsed = time.Since(p.began) }()
 
 	msgs := make([]amqpadapter.Message, 0, size)
 	for done := false; !done; {
 		msgs = msgs[:0]
 		for len(msgs) < size {
+			if due := p.src.due(); due.After(time.Now()) {
+				if len(msgs) > 0 {
+					break // the events due now go out; the next batch waits for its first
+				}
+				if err := sleepUntil(ctx, due); err != nil {
+					return err
+				}
+			}
 			e, body, ok, err := p.src.next()
 			if err != nil {
 				return err
@@ -625,36 +684,44 @@ func (p *producer) attempt(ctx context.Context, msgs []amqpadapter.Message) erro
 }
 
 // startProgress reports progress on stderr until the returned func is called: a
-// progress bar on a terminal, else a line every progressEvery.
-func (p *producer) startProgress(verb string) (stop func()) {
+// progress bar on a terminal, else a line every progressEvery. done counts the events
+// written or confirmed.
+func (p *producer) startProgress(verb string, done *atomic.Int64) (stop func()) {
 	total := p.src.total()
-	done := make(chan struct{})
+	quit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	if p.env.tty {
+		// The rate is ours, in the description: the bar's own starts at "0 ev/hr" before
+		// the first event is done. It shows once there is one to show.
 		bar := progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(p.env.stderr),
 			progressbar.OptionSetDescription(verb),
 			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("ev"),
 			progressbar.OptionThrottle(100*time.Millisecond),
 			progressbar.OptionSetWidth(30),
 			progressbar.OptionSetRenderBlankState(true),
 		)
+		update := func() {
+			n := done.Load()
+			if secs := time.Since(p.began).Seconds(); n > 0 && secs > 0 {
+				bar.Describe(fmt.Sprintf("%s %s", verb, formatRate(float64(n)/secs)))
+			}
+			_ = bar.Set64(n)
+		}
 		go func() {
 			defer wg.Done()
 			t := time.NewTicker(100 * time.Millisecond)
 			defer t.Stop()
 			for {
 				select {
-				case <-done:
-					_ = bar.Set64(p.confirmed.Load())
+				case <-quit:
+					update()
 					_ = bar.Exit()
 					fmt.Fprintln(p.env.stderr)
 					return
 				case <-t.C:
-					_ = bar.Set64(p.confirmed.Load())
+					update()
 				}
 			}
 		}()
@@ -663,20 +730,24 @@ func (p *producer) startProgress(verb string) (stop func()) {
 			defer wg.Done()
 			t := time.NewTicker(progressEvery)
 			defer t.Stop()
-			last, lastAt := int64(0), time.Now()
+			last, lastAt := int64(0), p.began
 			for {
 				select {
-				case <-done:
+				case <-quit:
 					return
 				case now := <-t.C:
-					c := p.confirmed.Load()
-					rate := float64(c-last) / now.Sub(lastAt).Seconds()
-					last, lastAt = c, now
+					n := done.Load()
+					rate := float64(n-last) / now.Sub(lastAt).Seconds()
+					last, lastAt = n, now
 					of := ""
 					if total >= 0 {
 						of = fmt.Sprintf("/%d", total)
 					}
-					fmt.Fprintf(p.env.stderr, "%s: published %d%s, confirmed %d, %.0f ev/s\n", verb, p.published.Load(), of, c, rate)
+					if p.opts.dryRun {
+						fmt.Fprintf(p.env.stderr, "%s: wrote %d%s, %s\n", verb, n, of, formatRate(rate))
+					} else {
+						fmt.Fprintf(p.env.stderr, "%s: published %d%s, confirmed %d, %s\n", verb, p.published.Load(), of, n, formatRate(rate))
+					}
 				}
 			}
 		}()
@@ -684,10 +755,19 @@ func (p *producer) startProgress(verb string) (stop func()) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(done)
+			close(quit)
 			wg.Wait()
 		})
 	}
+}
+
+// formatRate writes events per second as a whole number, or to two significant digits
+// below 10 (a paced stream of one event every few seconds is not "0 ev/s").
+func formatRate(perSecond float64) string {
+	if perSecond < 10 {
+		return strconv.FormatFloat(perSecond, 'g', 2, 64) + " ev/s"
+	}
+	return strconv.FormatFloat(perSecond, 'f', 0, 64) + " ev/s"
 }
 
 // summary prints the final lines (state is done, interrupted or failed): to stdout,
@@ -710,6 +790,10 @@ func (p *producer) summary(stdout io.Writer, state string) {
 	}
 	if d := p.src.describe(); d != "" {
 		fmt.Fprintln(w, d)
+	}
+	if p.opts.dryRun {
+		p.log.Info("produce finished", "state", state, "dry_run", true, "written", p.written.Load(), "seconds", secs)
+		return
 	}
 	p.log.Info("produce finished", "state", state, "published", p.published.Load(), "confirmed", p.confirmed.Load(),
 		"republished", p.republished.Load(), "seconds", secs)

@@ -8,11 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -519,5 +522,259 @@ func TestProduceNeverDropsSilently(t *testing.T) {
 	err = produce(context.Background(), []string{"--count", "1", "--exchange", exchange + ".missing"}, &out, testProduceEnv(&errOut))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), "warehouse run") {
 		t.Errorf("err = %v, want a hint to run the service first", err)
+	}
+}
+
+// stampedWriter records when each write happened, and what it wrote.
+type stampedWriter struct {
+	mu     sync.Mutex
+	writes []stampedWrite
+}
+
+type stampedWrite struct {
+	at   time.Time
+	data string
+}
+
+func (w *stampedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, stampedWrite{at: time.Now(), data: string(p)})
+	return len(p), nil
+}
+
+// mustNotAhead decodes the lines of every write and fails when an event's time or timestamp
+// is later than the moment the line was written. It returns the events.
+func (w *stampedWriter) mustNotAhead(t *testing.T) []domain.Event {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var all strings.Builder
+	for _, wr := range w.writes {
+		all.WriteString(wr.data)
+	}
+	events := mustProduceLines(t, all.String())
+	i := 0
+	for _, wr := range w.writes {
+		for range strings.Count(wr.data, "\n") {
+			e := events[i]
+			if e.Time.After(wr.at) || e.Timestamp.After(wr.at) {
+				t.Errorf("event %d (time %s, timestamp %s) written at %s: dated in the future",
+					i, e.Time.Format(time.RFC3339Nano), e.Timestamp.Format(time.RFC3339), wr.at.UTC().Format(time.RFC3339Nano))
+			}
+			i++
+		}
+	}
+	return events
+}
+
+// TestProduceEndsByNow: without --start, a stream "ends about now" and no event is later
+// than the moment it is written; the case that ended 1 h 43 min in the future.
+func TestProduceEndsByNow(t *testing.T) {
+	var out stampedWriter
+	var errOut bytes.Buffer
+	if err := produce(context.Background(), []string{"--dry-run", "--count", "20000", "--seed", "42"}, &out, testProduceEnv(&errOut)); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut.String())
+	}
+	events := out.mustNotAhead(t)
+	if len(events) != 20000 {
+		t.Fatalf("%d events, want 20000", len(events))
+	}
+	// "about now": the last new event lies within a few intervals (30 days / 20 000) of it
+	if last := events[len(events)-1].Time; time.Since(last) > time.Hour {
+		t.Errorf("the stream ends at %s, over an hour before now", last.Format(time.RFC3339))
+	}
+}
+
+// TestProduceEndlessWaitsForTheClock runs an endless stream that starts a second ago, one
+// event a tenth of a second: the backlog goes out at once, then each event when its time
+// comes, written (flushed) no earlier. The plain progress line says what a dry run does.
+func TestProduceEndlessWaitsForTheClock(t *testing.T) {
+	t.Setenv("LOG_FORMAT", "json")
+	ctx, cancel := context.WithTimeout(context.Background(), progressEvery+500*time.Millisecond)
+	defer cancel()
+	var out stampedWriter
+	var errOut bytes.Buffer
+	began := time.Now()
+	start := began.UTC().Add(-time.Second).Truncate(time.Second)
+	args := []string{"--dry-run", "--count", "0", "--seed", "3", "--interval", "100ms", "--start", start.Format(time.RFC3339)}
+	if err := produce(ctx, args, &out, testProduceEnv(&errOut)); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut.String())
+	}
+	events := out.mustNotAhead(t)
+	live := 0
+	for _, e := range events {
+		if e.Time.After(began) {
+			live++
+		}
+	}
+	// about 10 events of backlog, then about 25 as their time came: never the thousands a
+	// stream running ahead of the clock would write in 2.5 s
+	if maxEvents := int(time.Since(start)/(100*time.Millisecond)) + 1; len(events) > maxEvents || live < 5 {
+		t.Errorf("%d events (%d dated after the run began) in %s: want at most %d, and the ones after the start written as their time came",
+			len(events), live, time.Since(began).Round(time.Millisecond), maxEvents)
+	}
+
+	// with --output the plain progress lines count what was written, not published
+	out2 := filepath.Join(t.TempDir(), "events.jsonl")
+	ctx, cancel = context.WithTimeout(context.Background(), progressEvery+500*time.Millisecond)
+	defer cancel()
+	errOut.Reset()
+	if err := produce(ctx, append(args, "--output", out2), io.Discard, testProduceEnv(&errOut)); err != nil {
+		t.Fatalf("produce --output: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "writing: wrote ") || strings.Contains(errOut.String(), "published") {
+		t.Errorf("progress of a dry run:\n%s\nwant \"writing: wrote …\" and nothing published", errOut.String())
+	}
+}
+
+// TestProducePublishesNothingAhead publishes an endless stream that reaches the present
+// to the real broker, read as it arrives: no message is dated later than its arrival.
+func TestProducePublishesNothingAhead(t *testing.T) {
+	conn := mustBrokerForProduce(t)
+	_, queue := mustProduceTopology(t, conn)
+	// declare the topology first, so that a consumer can wait on the queue
+	var errOut bytes.Buffer
+	if err := produce(context.Background(), []string{"--count", "1", "--seed", "1", "--start", "2025-02-18T08:00:00Z"}, io.Discard, testProduceEnv(&errOut)); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut.String())
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	deliveries, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type arrival struct {
+		at   time.Time
+		body []byte
+	}
+	got := make(chan arrival, 1000)
+	go func() {
+		for d := range deliveries {
+			got <- arrival{time.Now(), d.Body}
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now().UTC().Add(-time.Second).Truncate(time.Second)
+	args := []string{"--count", "0", "--seed", "4", "--interval", "100ms", "--start", start.Format(time.RFC3339), "--batch", "50"}
+	if err := produce(ctx, args, io.Discard, testProduceEnv(&errOut)); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut.String())
+	}
+	n := 0
+	for timeout := time.After(2 * time.Second); ; {
+		select {
+		case a := <-got:
+			e, err := amqpadapter.DecodeEvent(a.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Time.After(a.at) || e.Timestamp.After(a.at) {
+				t.Errorf("message dated %s arrived at %s", e.Time.Format(time.RFC3339Nano), a.at.UTC().Format(time.RFC3339Nano))
+			}
+			n++
+			continue
+		case <-timeout:
+		}
+		break
+	}
+	if n < 10 {
+		t.Errorf("%d messages arrived, want the backlog and the events that came due", n)
+	}
+}
+
+// produceLogs returns the JSON log records in stderr, by message.
+func produceLogs(t *testing.T, stderr string) map[string]map[string]any {
+	t.Helper()
+	logs := map[string]map[string]any{}
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		msg, _ := rec["msg"].(string)
+		logs[msg] = rec
+	}
+	return logs
+}
+
+// mustLogged checks the record msg: it holds want (numbers as JSON numbers) and none of
+// the keys absent.
+func mustLogged(t *testing.T, logs map[string]map[string]any, msg string, want map[string]any, absent ...string) {
+	t.Helper()
+	rec, ok := logs[msg]
+	if !ok {
+		t.Errorf("no %q log record in %v", msg, logs)
+		return
+	}
+	for k, v := range want {
+		if fmt.Sprint(rec[k]) != fmt.Sprint(v) {
+			t.Errorf("%q: %s = %v, want %v (record %v)", msg, k, rec[k], v, rec)
+		}
+	}
+	for _, k := range absent {
+		if v, ok := rec[k]; ok {
+			t.Errorf("%q: %s = %v, want no such key for this run (record %v)", msg, k, v, rec)
+		}
+	}
+}
+
+// TestProduceLogsWhatHappened: the start and end records describe the run that happened,
+// a file of 3 events (not the --count default or a seed), or a dry run that wrote its
+// events and published none.
+func TestProduceLogsWhatHappened(t *testing.T) {
+	t.Setenv("LOG_FORMAT", "json")
+	t.Setenv("LOG_LEVEL", "info")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "three.jsonl")
+	lines, _ := mustProduce(t, context.Background(), "--dry-run", "--count", "3", "--seed", "8")
+	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	_, stderr := mustProduce(t, context.Background(), "--dry-run", "--file", file, "--output", filepath.Join(dir, "out.jsonl"))
+	logs := produceLogs(t, stderr)
+	mustLogged(t, logs, "produce started", map[string]any{"file": file, "events": 3, "dry_run": true}, "count", "seed")
+	mustLogged(t, logs, "produce finished", map[string]any{"state": "done", "written": 3}, "published", "confirmed")
+
+	_, stderr = mustProduce(t, context.Background(), "--dry-run", "--count", "10", "--seed", "5")
+	logs = produceLogs(t, stderr)
+	mustLogged(t, logs, "produce started", map[string]any{"count": 10, "seed": 5, "output": "stdout"}, "file")
+	mustLogged(t, logs, "produce finished", map[string]any{"written": 10}, "published", "confirmed")
+
+	t.Run("published", func(t *testing.T) {
+		conn := mustBrokerForProduce(t)
+		exchange, queue := mustProduceTopology(t, conn)
+		_, stderr := mustProduce(t, context.Background(), "--file", file)
+		logs := produceLogs(t, stderr)
+		mustLogged(t, logs, "produce started", map[string]any{"file": file, "events": 3, "exchange": exchange}, "count", "seed")
+		mustLogged(t, logs, "produce finished", map[string]any{"published": 3, "confirmed": 3}, "written")
+		mustProduceDrain(t, conn, queue, 3)
+	})
+}
+
+// TestProduceProgressBarRate: on a terminal the bar shows a rate only once there is one,
+// never the "0 ev/hr" of a bar that has seen no event yet.
+func TestProduceProgressBarRate(t *testing.T) {
+	var errOut bytes.Buffer
+	env := testProduceEnv(&errOut)
+	env.tty = true
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := produce(context.Background(), []string{"--dry-run", "--count", "3000", "--seed", "2", "--output", out}, io.Discard, env); err != nil {
+		t.Fatalf("produce: %v\n%s", err, errOut.String())
+	}
+	bar := errOut.String()
+	if strings.Contains(bar, "ev/hr") || strings.Contains(bar, "ev/min") || regexp.MustCompile(`\b0 ev/s`).MatchString(bar) {
+		t.Errorf("the bar shows a rate before any event was written:\n%q", bar)
+	}
+	if !regexp.MustCompile(`writing [1-9][0-9]* ev/s`).MatchString(bar) || !strings.Contains(bar, "3000/3000") {
+		t.Errorf("the bar does not end with the rate and count of 3000 events:\n%q", bar)
 	}
 }

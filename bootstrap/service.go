@@ -12,11 +12,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
 
 	amqpadapter "warehouse/adapters/amqp"
 	"warehouse/adapters/cache"
@@ -180,56 +180,60 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		}
 	}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	fail := func(err error) {
-		errOnce.Do(func() { firstErr = err })
-		cancel()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	// The HTTP server and the consumers run in one group: the first to fail cancels runCtx,
+	// as a signal cancels ctx. The consumers are a group of their own within it (one that
+	// fails stops the others), so that the shutdown can wait for them alone.
+	g, runCtx := errgroup.WithContext(ctx)
+	g.Go(func() error {
 		log.InfoContext(ctx, "http listening", "addr", ln.Addr().String())
 		if err := server.Serve(ln); err != nil {
-			fail(fmt.Errorf("http server: %w", err))
+			return fmt.Errorf("http server: %w", err)
 		}
-	}()
-	consumerDone := make(chan struct{})
-	var consumersWG sync.WaitGroup
-	for _, c := range consumers {
-		consumersWG.Add(1)
-		go func() {
-			defer consumersWG.Done()
-			if err := c.Run(runCtx); err != nil {
-				fail(fmt.Errorf("consumer: %w", err))
-			}
-		}()
-	}
-	go func() { consumersWG.Wait(); close(consumerDone) }()
+		return nil
+	})
+	consumersDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(consumersDone)
+		cg, consumeCtx := errgroup.WithContext(runCtx)
+		for _, c := range consumers {
+			cg.Go(func() error {
+				if err := c.Run(consumeCtx); err != nil {
+					return fmt.Errorf("consumer: %w", err)
+				}
+				return nil
+			})
+		}
+		return cg.Wait()
+	})
 	stopPprof := startPprof(cfg.PprofAddr, log)
+	defer stopPprof()
 
+	// Shutdown order: readiness turns 503, the consumers finish and settle their batch
+	// (HTTP still serves meanwhile), then the HTTP server drains, and the deferred closes
+	// of the pinger and the database come last.
 	<-runCtx.Done()
 	log.InfoContext(ctx, "shutting down", "timeout", cfg.ShutdownTimeout)
 	server.SetDraining(true)
 	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancelDeadline()
+	consumersStopped := true
 	select {
-	case <-consumerDone:
+	case <-consumersDone:
 	case <-deadline.Done():
+		consumersStopped = false
 		log.WarnContext(ctx, "consumer did not stop before the shutdown deadline")
 	}
 	if err := server.Shutdown(deadline); err != nil {
 		log.WarnContext(ctx, "http shutdown", "err", err)
 	}
-	wg.Wait()
-	stopPprof()
+	if !consumersStopped {
+		// Waiting for the group would outlast SHUTDOWN_TIMEOUT: the batch the consumer
+		// holds stays unacked, and the broker delivers it again.
+		return fmt.Errorf("consumer did not stop within SHUTDOWN_TIMEOUT %s", cfg.ShutdownTimeout)
+	}
+	err = g.Wait()
 	log.InfoContext(ctx, "stopped")
-	return firstErr
+	return err
 }
 
 // worstState reports the least healthy state of the consumers: one reconnecting worker

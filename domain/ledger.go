@@ -14,10 +14,12 @@ type Identity struct {
 // Identity returns the event's (source, id) pair.
 func (e Event) Identity() Identity { return Identity{Source: e.Source, ID: e.ID} }
 
-// Ledger judges events against what is already recorded: the processing rules of SPEC in
-// one place. The memory store keeps its whole state in a Ledger; the PostgreSQL store
-// loads the rows a batch touches (under row locks) into one, applies the batch, and writes
-// back what changed. A Ledger is not safe for concurrent use.
+// Ledger judges events against what is already recorded: the processing rules in one
+// place. The memory store keeps its whole state in a Ledger behind its mutex; the
+// PostgreSQL store loads the rows a batch touches into one (read without locks), applies
+// the batch, and writes back what changed optimistically, by compare-and-set and unique
+// keys. A batch that loses that race to a concurrent one is judged again from a fresh
+// Ledger, its stock rows locked this time. A Ledger is not safe for concurrent use.
 type Ledger struct {
 	identities map[Identity]struct{}
 	movements  map[MovementID]Movement

@@ -109,7 +109,8 @@ func (m Movement) Clone() Movement {
 }
 
 // Apply returns the movement with e's leg recorded. It does not check for conflicts:
-// that is the store's job, under its locks.
+// that is the Ledger's job, and the store's, whose writes a concurrent batch cannot
+// silently overtake.
 func (m Movement) Apply(e Event) Movement {
 	m.ID, m.ProductID = e.MovementID, e.ProductID
 	leg := &Leg{WarehouseID: e.WarehouseID, Source: e.Source, Timestamp: e.Timestamp, Quantity: e.Quantity}

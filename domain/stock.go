@@ -12,8 +12,9 @@ type StockKey struct {
 }
 
 // Compare orders keys by warehouse, then product, byte-wise as PostgreSQL orders uuid
-// values, for slices.SortFunc. Every store locks stock rows in this order, so concurrent
-// batches cannot deadlock.
+// values, for slices.SortFunc. The PostgreSQL store writes stock rows in this order, and
+// locks them in it when it locks them (after a lost race), so concurrent batches cannot
+// deadlock.
 func (k StockKey) Compare(o StockKey) int {
 	if c := bytes.Compare(k.Warehouse[:], o.Warehouse[:]); c != 0 {
 		return c

@@ -32,8 +32,8 @@ import (
 
 	amqpadapter "warehouse/adapters/amqp"
 	"warehouse/adapters/postgres"
-	"warehouse/application"
 	"warehouse/domain"
+	"warehouse/loadgen"
 	"warehouse/ports/portstest"
 )
 
@@ -627,7 +627,7 @@ type stream struct {
 func newStream(t *testing.T, n int, duplicateShare float64) *stream {
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
-	g := application.NewGenerator(application.GeneratorOptions{
+	g := loadgen.NewGenerator(loadgen.Options{
 		Warehouses: 3, Products: 2, Seed: seed,
 		LossShare: 0.1, DuplicateShare: duplicateShare, OutOfOrderShare: 0.1,
 		Start: time.Now().UTC().Add(-30 * 24 * time.Hour).Truncate(time.Second), Interval: time.Minute,

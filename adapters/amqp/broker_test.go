@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -261,6 +262,13 @@ type recorder struct {
 	calls    int
 	attempts map[string]int // event id → how many committed batches held it
 	poison   string         // an event id that makes every batch holding it fail (a store bug)
+	batches  []recordCall   // every Record call, in order
+}
+
+// recordCall is one Record call: the ids of its events, and whether it returned an error.
+type recordCall struct {
+	ids    []string
+	failed bool
 }
 
 func newRecorder() *recorder {
@@ -274,11 +282,15 @@ func (r *recorder) Record(ctx context.Context, events []domain.Event) ([]error, 
 	r.mu.Lock()
 	r.calls++
 	down, delay, poison := r.down, r.delay, r.poison
+	call := recordCall{ids: make([]string, len(events))}
+	for i, e := range events {
+		call.ids[i] = e.ID
+		call.failed = call.failed || poison != "" && e.ID == poison
+	}
+	r.batches = append(r.batches, call)
 	r.mu.Unlock()
-	for _, e := range events {
-		if poison != "" && e.ID == poison {
-			return nil, errors.New("test store rejects this event: not an outage")
-		}
+	if call.failed {
+		return nil, errors.New("test store rejects this event: not an outage")
 	}
 	if delay > 0 {
 		select {
@@ -305,6 +317,13 @@ func (r *recorder) setDown(down bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.down = down
+}
+
+// recordCalls returns the Record calls so far.
+func (r *recorder) recordCalls() []recordCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
 }
 
 func (r *recorder) callCount() int {

@@ -2,7 +2,9 @@ package amqp_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +164,7 @@ func TestDecodeEventRejects(t *testing.T) {
 
 // TestDecodeEventErrorDetail checks that errors name the rule broken.
 func TestDecodeEventErrorDetail(t *testing.T) {
+	tooBig := specSample + strings.Repeat(" ", 1<<20)
 	tests := []struct {
 		name, body, want string
 	}{
@@ -171,7 +174,7 @@ func TestDecodeEventErrorDetail(t *testing.T) {
 		{"upper case", sampleWith(t, `"id":`, `"ID":`), `invalid: envelope key "ID" is not a CloudEvents attribute name`},
 		{"unknown data key", sampleWith(t, `"quantity": 100`, `"quantity": 100, "Note": 1`), `invalid: data has unknown key "Note"`},
 		{"missing data key", sampleWith(t, `"event": "arrival",`, ``), "invalid: data.event is required"},
-		{"too big", specSample + strings.Repeat(" ", 1<<20), "invalid: message is 1049188 bytes, over the 65536 byte limit"},
+		{"too big", tooBig, fmt.Sprintf("invalid: message is %d bytes, over the %d byte limit", len(tooBig), amqpadapter.MaxMessageSize)},
 		{"trailing", specSample + "{}", "invalid: unexpected data after the JSON object"},
 		{"NUL", sampleWith(t, `"WH-3423:ARRIVAL"`, `"\u0000"`), "invalid: subject: string contains U+0000"},
 	}
@@ -305,6 +308,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 			return
 		}
+		mustDecodeAlike(t, body, e)
 		enc := amqpadapter.EncodeEvent(e)
 		again, err := amqpadapter.DecodeEvent(enc)
 		if err != nil {
@@ -317,6 +321,86 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("encoding is not stable: %s vs %s", amqpadapter.EncodeEvent(again), enc)
 		}
 	})
+}
+
+// mustDecodeAlike is the differential half of FuzzDecodeEvent: a body the strict decoder
+// accepted is valid JSON, and encoding/json, given the same fields, reads the same event.
+// encoding/json is laxer (any key case, the last of duplicate keys, invalid UTF-8 made
+// U+FFFD), never stricter: on what the strict decoder accepts the two must agree.
+func mustDecodeAlike(t *testing.T, body []byte, strict domain.Event) {
+	t.Helper()
+	if !json.Valid(body) {
+		t.Fatalf("accepted %q, which is not valid JSON", body)
+	}
+	var envelope map[string]json.RawMessage
+	if err := json.Unmarshal(body, &envelope); err != nil {
+		t.Fatalf("accepted %q; encoding/json: %v", body, err)
+	}
+	text := func(key string) string {
+		var s string
+		if err := json.Unmarshal(envelope[key], &s); err != nil {
+			t.Fatalf("accepted %q; %s through encoding/json: %v", body, key, err)
+		}
+		return s
+	}
+	in := domain.EventInput{ID: text("id"), Source: text("source"), SpecVersion: text("specversion"), Type: text("type")}
+	if raw, ok := envelope["time"]; ok {
+		var ms int64
+		if err := json.Unmarshal(raw, &ms); err == nil {
+			in.Time = time.UnixMilli(ms).UTC()
+		} else if in.Time, err = domain.ParseTimestamp("time", text("time")); err != nil {
+			t.Fatalf("accepted %q; its time through encoding/json: %v", body, err)
+		}
+	}
+	var data struct {
+		MovementID  string `json:"movement_id"`
+		WarehouseID string `json:"warehouse_id"`
+		Timestamp   string `json:"timestamp"`
+		Event       string `json:"event"`
+		ProductID   string `json:"product_id"`
+		Quantity    int64  `json:"quantity"`
+	}
+	if err := json.Unmarshal(envelope["data"], &data); err != nil {
+		t.Fatalf("accepted %q; data through encoding/json: %v", body, err)
+	}
+	in.MovementID, in.WarehouseID, in.Timestamp = data.MovementID, data.WarehouseID, data.Timestamp
+	in.Event, in.ProductID, in.Quantity = data.Event, data.ProductID, data.Quantity
+	lax, err := domain.NewEvent(in)
+	if err != nil {
+		t.Fatalf("accepted %q; the fields encoding/json reads are refused: %v", body, err)
+	}
+	lax.Attributes = strict.Attributes // compared below as JSON values
+	if !sameEvent(lax, strict) {
+		t.Fatalf("decoders disagree on %q:\nstrict        %+v\nencoding/json %+v", body, strict, lax)
+	}
+	// Attributes are every other envelope key, with its value.
+	want := map[string]any{}
+	for k, raw := range envelope {
+		switch k {
+		case "id", "source", "specversion", "type", "time", "data":
+			continue
+		}
+		want[k] = jsonValue(t, raw)
+	}
+	got := map[string]any{}
+	if strict.Attributes != nil {
+		got = jsonValue(t, strict.Attributes).(map[string]any)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("attributes of %q: strict %v, encoding/json %v", body, got, want)
+	}
+}
+
+// jsonValue decodes raw with numbers kept as written.
+func jsonValue(t *testing.T, raw []byte) any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	return v
 }
 
 func BenchmarkDecodeEvent(b *testing.B) {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -353,16 +355,43 @@ func TestDeclareTopologyMismatch(t *testing.T) {
 	}
 }
 
+// TestDeclareIsIdempotent declares the topology again over queues that hold messages, as
+// every consumer start and every failed publish does: nothing is lost or rerouted, and
+// each exchange still routes to its queue, once.
 func TestDeclareIsIdempotent(t *testing.T) {
 	t.Parallel()
 	b := mustBroker(t)
 	topo := b.mustTopology()
-	for i := range 2 {
+	pub := b.mustPublisher()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	routes := []struct{ exchange, queue string }{{topo.Exchange, topo.Queue}, {topo.DeadLetterExchange, topo.DeadLetterQueue}}
+	for i := range 3 {
 		ch := b.channel()
 		if err := amqpadapter.Declare(ch, topo); err != nil {
 			t.Fatalf("Declare #%d: %v", i+1, err)
 		}
 		_ = ch.Close()
+		for _, r := range routes {
+			// one message more after each declaration; every earlier one must still be there
+			if err := pub.Publish(ctx, r.exchange, "movement.arrival", []byte(fmt.Sprintf("declare %d", i+1)), nil); err != nil {
+				t.Fatalf("publish to %s after Declare #%d: %v", r.exchange, i+1, err)
+			}
+			waitFor(t, 5*time.Second, fmt.Sprintf("%s to hold %d messages after Declare #%d", r.queue, i+1, i+1),
+				func() bool { return b.ready(r.queue) == i+1 })
+		}
+	}
+	for _, r := range routes {
+		var got []string
+		for _, d := range b.drain(r.queue) {
+			got = append(got, string(d.Body))
+		}
+		if want := []string{"declare 1", "declare 2", "declare 3"}; !slices.Equal(got, want) {
+			t.Errorf("%s holds %q, want %q", r.queue, got, want)
+		}
+	}
+	if n := b.ready(topo.RetryExchange); n != 0 {
+		t.Errorf("the retry queue holds %d messages, want none", n)
 	}
 }
 
@@ -573,5 +602,17 @@ func TestConsumerIsolatesPoisonEvent(t *testing.T) {
 	}
 	if n := b.ready(topo.Queue); n != 0 {
 		t.Errorf("queue holds %d messages, want 0", n)
+	}
+	// What the test is about: the good event came in the failing batch, and was recorded
+	// on its own afterwards; not in a batch of its own from the start.
+	calls := rec.recordCalls()
+	shared, alone := false, false
+	for _, c := range calls {
+		shared = shared || c.failed && slices.Contains(c.ids, bad.ID) && slices.Contains(c.ids, good.ID)
+		alone = alone || shared && !c.failed && slices.Equal(c.ids, []string{good.ID})
+	}
+	if !shared || !alone {
+		t.Errorf("record calls %+v: want a failing batch holding both %s (bad) and %s (good), then the good one recorded alone",
+			calls, bad.ID, good.ID)
 	}
 }

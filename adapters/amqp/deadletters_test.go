@@ -2,6 +2,7 @@ package amqp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -420,25 +421,44 @@ func TestDeadLettersLongQueue(t *testing.T) {
 
 // TestListDeadLettersInterrupted stops a list in the middle of a long queue: nothing is
 // lost or doubled (the messages taken go back behind the others).
+// TestListDeadLettersInterrupted cancels a list while the scan holds messages: it must
+// return the cancellation and leave every dead letter in the queue. A list that finishes
+// before the cancel lands proves nothing, so it tries again, a few times.
 func TestListDeadLettersInterrupted(t *testing.T) {
 	t.Parallel()
 	b := mustBroker(t)
 	topo := b.mustDeclaredTopology()
-	const n = 3000
+	const n, attempts = 3000, 5
 	keys := b.mustManyDeadLetters(topo, n)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		// Cancel once the scan holds some messages.
-		for b.ready(topo.DeadLetterQueue) == n {
-			time.Sleep(time.Millisecond)
-		}
+	var err error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancelled := make(chan struct{})
+		go func() {
+			defer close(cancelled)
+			// Cancel once the scan holds some messages.
+			for ctx.Err() == nil && b.ready(topo.DeadLetterQueue) == n {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+		}()
+		var dls []amqpadapter.DeadLetter
+		dls, err = amqpadapter.ListDeadLetters(ctx, b.url, topo.DeadLetterQueue, amqpadapter.DeadLetterFilter{})
 		cancel()
-	}()
-	_, err := amqpadapter.ListDeadLetters(ctx, b.url, topo.DeadLetterQueue, amqpadapter.DeadLetterFilter{})
-	cancel()
-	t.Logf("interrupted list: %v", err)
-	b.mustDepth(topo.DeadLetterQueue, n)
+		<-cancelled
+		b.mustDepth(topo.DeadLetterQueue, n)
+		if err != nil {
+			break
+		}
+		t.Logf("attempt %d: the list of %d letters ended before the cancel landed", attempt, len(dls))
+		if attempt == attempts {
+			t.Fatalf("in %d attempts ListDeadLetters never reported the cancellation: it finished first every time, or ignored it", attempts)
+		}
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("interrupted list: err = %v, want one wrapping context.Canceled", err)
+	}
 	got := deliveryKeys(b.mustTake(topo.DeadLetterQueue, n))
 	slices.Sort(got)
 	if !slices.Equal(got, keys) {

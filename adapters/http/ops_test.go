@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	httpadapter "warehouse/adapters/http"
+	"warehouse/domain"
 	"warehouse/ports"
 )
 
@@ -163,18 +166,99 @@ func TestOpsServer(t *testing.T) {
 	}
 }
 
+// gatedQueries answers Stock only once release is closed, and tells started when a
+// request is waiting: a request held in flight.
+type gatedQueries struct {
+	ports.Queries // any other query: not called
+	started       chan struct{}
+	release       chan struct{}
+}
+
+func (g gatedQueries) Stock(ctx context.Context, w domain.WarehouseID, p domain.ProductID) (domain.Stock, error) {
+	g.started <- struct{}{}
+	select {
+	case <-g.release:
+		return domain.Stock{WarehouseID: w, ProductID: p, Quantity: 42, UpdatedAt: time.Now().UTC()}, nil
+	case <-ctx.Done():
+		return domain.Stock{}, fmt.Errorf("%w: %w", ports.ErrUnavailable, ctx.Err())
+	}
+}
+
+// TestShutdown shuts the server down while a request is in flight: Shutdown closes the
+// listener at once, waits for that request, which gets its whole answer, then returns,
+// and Serve returns nil.
 func TestShutdown(t *testing.T) {
-	s, _ := mustServer(t, fakeQueries{}, httpadapter.Options{}, httpadapter.Readiness{})
-	base := mustServe(t, s)
-	res, err := http.Get(base + "/health")
+	q := gatedQueries{started: make(chan struct{}, 1), release: make(chan struct{})}
+	s, _ := mustServer(t, q, httpadapter.Options{}, httpadapter.Readiness{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("/health over TCP: %d", res.StatusCode)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	type answer struct {
+		status int
+		body   []byte
+		err    error
 	}
-	// mustServe's cleanup shuts the server down and checks that Serve returned nil.
+	answered := make(chan answer, 1)
+	path := "/api/warehouses/" + uuid.NewString() + "/products/" + uuid.NewString()
+	go func() {
+		res, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		answered <- answer{res.StatusCode, body, err}
+	}()
+	<-q.started
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	refused := false
+	for deadline := time.Now().Add(5 * time.Second); !refused && time.Now().Before(deadline); {
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 100*time.Millisecond)
+		if err != nil {
+			refused = true
+			break
+		}
+		_ = conn.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !refused {
+		t.Error("the listener still accepts connections during the shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a request was in flight", err)
+	case a := <-answered:
+		t.Fatalf("the request in flight was answered before its query returned: %+v", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	close(q.release)
+	a := <-answered
+	var stock struct {
+		Quantity int64 `json:"quantity"`
+	}
+	if a.err != nil || a.status != http.StatusOK || json.Unmarshal(a.body, &stock) != nil || stock.Quantity != 42 {
+		t.Errorf("the request in flight got %d %s (%v), want its whole answer: 200 with quantity 42", a.status, a.body, a.err)
+	}
+	for name, ch := range map[string]chan error{"Shutdown": shut, "Serve": served} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s did not return once the request was answered", name)
+		}
+	}
 }
 
 // TestOpenAPIMatchesRoutes compares the operations of /openapi.json with the routes the

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"warehouse/adapters/postgres"
 	"warehouse/adapters/postgres/pgtest"
@@ -68,6 +70,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"produce", "--bogus"}, 2},
 		{[]string{"produce", "--count", "-1"}, 2},
 		{[]string{"bench", "--bogus"}, 2},
+		{[]string{"bench"}, 2},
+		{[]string{"version", "now"}, 2},
 		{[]string{"serve", "now"}, 2},
 		{[]string{"audit"}, 3},
 		{[]string{"migrate", "status"}, 1},
@@ -82,6 +86,73 @@ func TestExitStatus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBenchMoved: `warehouse bench` says where the benchmark went instead of running it.
+func TestBenchMoved(t *testing.T) {
+	code, stderr := runWarehouse(t, nil, "bench", "--smoke")
+	if code != 2 || !strings.Contains(stderr, "make bench") || !strings.Contains(stderr, "cmd/warehouse-bench") {
+		t.Errorf("warehouse bench: exit status %d, stderr %q; want 2 and where the benchmark is", code, stderr)
+	}
+}
+
+// TestVersionOfMakeBuild builds the binary as `make build` does and checks what
+// `warehouse version` and `--version` print: the revision git names for HEAD, and a build
+// time of now. GOFLAGS on our machines and in CI say -buildvcs=false; make build must
+// stamp the revision all the same.
+func TestVersionOfMakeBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	root := mustModuleRoot(t)
+	head, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not a git checkout with git available: %v", err)
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	bin := filepath.Join(t.TempDir(), "warehouse")
+	before := time.Now().UTC().Truncate(time.Second)
+	if out, err := exec.Command("make", "-s", "-C", root, "build", "BIN="+bin).CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	var outputs []string
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(bin, arg).Output()
+		if err != nil {
+			t.Fatalf("warehouse %s: %v", arg, err)
+		}
+		outputs = append(outputs, string(out))
+	}
+	if outputs[0] != outputs[1] {
+		t.Errorf("version and --version differ:\n%s\n%s", outputs[0], outputs[1])
+	}
+	fields := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(outputs[0]), "\n") {
+		name, value, _ := strings.Cut(line, " ")
+		fields[name] = strings.TrimSpace(value)
+	}
+	if rev := strings.TrimSpace(string(head)); !strings.HasPrefix(fields["revision"], rev) {
+		t.Errorf("revision %q, want HEAD %s\n%s", fields["revision"], rev, outputs[0])
+	}
+	built, err := time.Parse(time.RFC3339, fields["built"])
+	if err != nil || built.Before(before) || built.After(time.Now().Add(time.Second)) {
+		t.Errorf("built %q, want the time of the build (%s or later)\n%s", fields["built"], before.Format(time.RFC3339), outputs[0])
+	}
+	if !strings.HasPrefix(fields["warehouse"], "v0.0.0-") {
+		t.Errorf("module version %q, want the pseudo-version of the commit", fields["warehouse"])
+	}
+}
+
+// mustModuleRoot returns the directory of go.mod above the working directory.
+func mustModuleRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
+		t.Fatalf("go env GOMOD: %q, %v", out, err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
 // TestExitStatusWithLedger checks audit and migrate down against a real ledger: audit

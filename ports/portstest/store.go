@@ -17,8 +17,25 @@ import (
 
 // Store runs the ports.Store contract against stores made by newStore. Every subtest uses
 // fresh random ids, so newStore may return the same shared store each time and the
-// subtests run in parallel.
+// subtests run in parallel. The cases that need a broken store are skipped: see
+// StoreWithFaults.
 func Store(t *testing.T, newStore func(t *testing.T) ports.Store) {
+	t.Helper()
+	StoreWithFaults(t, newStore, Faults{})
+}
+
+// Faults breaks a store on purpose, for the cases of the contract that need a failure
+// other than a cancelled context. A nil field skips the cases that need it.
+type Faults struct {
+	// FailStockWrites makes the store fail, until restore is called, every batch that
+	// writes the stock row k, at that write: after the batch's events and movements
+	// where the store writes those first. It is not an outage.
+	FailStockWrites func(t *testing.T, k domain.StockKey) (restore func())
+}
+
+// StoreWithFaults runs the ports.Store contract as Store does, the cases that need a
+// broken store included, breaking it with f.
+func StoreWithFaults(t *testing.T, newStore func(t *testing.T) ports.Store, f Faults) {
 	t.Helper()
 	for _, tc := range []struct {
 		name string
@@ -30,13 +47,17 @@ func Store(t *testing.T, newStore func(t *testing.T) ports.Store) {
 		{"conflicting re-send", testConflictingResend},
 		{"a stored identity is a duplicate whatever its data", testIdentityWins},
 		{"arrival before departure", testArrivalFirst},
+		{"arrival before departure in one batch", testArrivalFirstInBatch},
 		{"product mismatch", testProductMismatch},
+		{"departure, then an arrival of another product", testProductMismatchAfterDeparture},
 		{"insufficient stock", testInsufficientStock},
 		{"never negative inside a batch", testNeverNegativeInBatch},
 		{"duplicates inside one batch", testDuplicatesInBatch},
 		{"concurrent batches on the same stock rows", testConcurrentBatches},
+		{"concurrent batches on scarce stock", testConcurrentScarceStock},
 		{"concurrent events of one movement", testConcurrentMovement},
 		{"cancelled context", testCancelled},
+		{"nothing stored when the batch fails", func(t *testing.T, s ports.Store) { testFailedBatch(t, s, f) }},
 		{"list movements", testListMovements},
 		{"list warehouse stock", testListStock},
 	} {
@@ -209,6 +230,39 @@ func testArrivalFirst(t *testing.T, s ports.Store) {
 	mustStock(t, s, x.To, x.Product, 98)
 }
 
+// testArrivalFirstInBatch: the legs of a movement out of order inside one batch are both
+// stored and complete it; an arrival whose departure the batch refuses leaves it arrived.
+func testArrivalFirstInBatch(t *testing.T, s ports.Store) {
+	x := NewSample()
+	mustApply(t, s, Supply(x.From, x.Product, 100))
+	mustResults(t, mustApply(t, s, x.Arrival, x.Departure), nil, nil)
+	m := mustMovement(t, s, x.Movement)
+	if m.Status() != domain.Completed || m.Departure == nil || m.Arrival == nil {
+		t.Fatalf("arrival then departure in one batch: status %s, departure %+v, arrival %+v; want both, completed", m.Status(), m.Departure, m.Arrival)
+	}
+	if !m.Time().Equal(x.Departure.Timestamp) {
+		t.Errorf("time = %v, want the departure's %v", m.Time(), x.Departure.Timestamp)
+	}
+	wantSecs := int64(x.Arrival.Timestamp.Sub(x.Departure.Timestamp) / time.Second)
+	if secs, ok := m.ElapsedSeconds(); !ok || secs != wantSecs {
+		t.Errorf("elapsed = %d, %v; want %d", secs, ok, wantSecs)
+	}
+	if d, ok := m.QuantityDifference(); !ok || d != x.Arrival.Quantity-x.Departure.Quantity {
+		t.Errorf("difference = %d, %v; want %d", d, ok, x.Arrival.Quantity-x.Departure.Quantity)
+	}
+	mustStock(t, s, x.From, x.Product, 100-x.Departure.Quantity)
+	mustStock(t, s, x.To, x.Product, x.Arrival.Quantity)
+
+	// the departure of the second movement finds no stock: only its arrival is stored
+	y := NewSample()
+	mustResults(t, mustApply(t, s, y.Arrival, y.Departure), nil, domain.ErrInsufficientStock)
+	if m := mustMovement(t, s, y.Movement); m.Status() != domain.Arrived || m.Departure != nil || m.Arrival == nil {
+		t.Errorf("arrival stored, departure refused: status %s, departure %+v; want arrived, no departure", m.Status(), m.Departure)
+	}
+	mustNoStock(t, s, y.From, y.Product)
+	mustStock(t, s, y.To, y.Product, y.Arrival.Quantity)
+}
+
 func testProductMismatch(t *testing.T, s ports.Store) {
 	x := NewSample()
 	other := domain.ProductID(uuid.New())
@@ -218,6 +272,31 @@ func testProductMismatch(t *testing.T, s ports.Store) {
 	mustStock(t, s, x.From, other, 5)
 	if m := mustMovement(t, s, x.Movement); m.Status() != domain.Arrived {
 		t.Errorf("status = %s, want arrived", m.Status())
+	}
+}
+
+// testProductMismatchAfterDeparture: once a departure names the movement's product, an
+// arrival of another product is a conflict, in the same batch or a later one, and changes
+// no stock.
+func testProductMismatchAfterDeparture(t *testing.T, s ports.Store) {
+	for _, sameBatch := range []bool{true, false} {
+		x := NewSample()
+		other := domain.ProductID(uuid.New())
+		arr := Event(domain.Arrival, x.Movement, x.To, other, 98, "2025-02-18T14:34:56Z")
+		mustApply(t, s, Supply(x.From, x.Product, 150))
+		if sameBatch {
+			mustResults(t, mustApply(t, s, x.Departure, arr), nil, domain.ErrConflict)
+		} else {
+			mustResults(t, mustApply(t, s, x.Departure), nil)
+			mustResults(t, mustApply(t, s, arr), domain.ErrConflict)
+		}
+		m := mustMovement(t, s, x.Movement)
+		if m.Status() != domain.InTransit || m.ProductID != x.Product || m.Arrival != nil {
+			t.Errorf("same batch %v: movement %+v, want in transit with %s and no arrival", sameBatch, m, x.Product)
+		}
+		mustStock(t, s, x.From, x.Product, 150-x.Departure.Quantity)
+		mustNoStock(t, s, x.To, other)
+		mustNoStock(t, s, x.To, x.Product)
 	}
 }
 
@@ -254,35 +333,26 @@ func testDuplicatesInBatch(t *testing.T, s ports.Store) {
 	mustStock(t, s, x.To, x.Product, 98)
 }
 
-// testConcurrentBatches runs batches from several goroutines on a few shared stock rows.
-// The stock of each row must equal its seed plus the deltas of exactly the events reported
-// stored; departures may be refused, never applied against too little stock.
-func testConcurrentBatches(t *testing.T, s ports.Store) {
+// concurrentTransfers runs workers × batches batches of perBatch/2 transfers (departure
+// and arrival, in either order) of p between the warehouses whs, from several goroutines
+// at once. It returns the events of each batch and the results the store gave them.
+func concurrentTransfers(t *testing.T, s ports.Store, whs []domain.WarehouseID, p domain.ProductID, maxQty int) (events [][]domain.Event, results [][]error) {
+	t.Helper()
 	const workers, batches, perBatch = 4, 10, 20
-	whs := []domain.WarehouseID{domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())}
-	p := domain.ProductID(uuid.New())
-	var seed []domain.Event
-	for _, w := range whs {
-		seed = append(seed, Supply(w, p, 100))
-	}
-	mustResults(t, mustApply(t, s, seed...), nil, nil, nil)
-
-	var (
-		mu      sync.Mutex
-		applied = map[domain.WarehouseID]int64{}
-		wg      sync.WaitGroup
-	)
+	events = make([][]domain.Event, workers*batches)
+	results = make([][]error, workers*batches)
+	var wg sync.WaitGroup
 	for g := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(g), 7))
-			for range batches {
+			for b := range batches {
 				batch := make([]domain.Event, 0, perBatch)
 				for range perBatch / 2 {
 					from, to := whs[r.IntN(len(whs))], whs[r.IntN(len(whs))]
 					m := domain.MovementID(uuid.New())
-					q := int64(1 + r.IntN(30))
+					q := int64(1 + r.IntN(maxQty))
 					// arrival first half the time: both orders must work concurrently
 					d := Event(domain.Departure, m, from, p, q, "2025-02-18T12:00:00Z")
 					a := Event(domain.Arrival, m, to, p, q, "2025-02-18T13:00:00Z")
@@ -292,31 +362,108 @@ func testConcurrentBatches(t *testing.T, s ports.Store) {
 						batch = append(batch, d, a)
 					}
 				}
-				results, err := s.Apply(context.Background(), batch)
+				res, err := s.Apply(context.Background(), batch)
 				if err != nil {
 					t.Errorf("apply: %v", err)
 					return
 				}
-				mu.Lock()
-				for i, res := range results {
-					switch {
-					case res == nil:
-						applied[batch[i].WarehouseID] += batch[i].Delta()
-					case !errors.Is(res, domain.ErrInsufficientStock):
-						t.Errorf("event %d: %v", i, res)
-					}
-				}
-				mu.Unlock()
+				events[g*batches+b], results[g*batches+b] = batch, res
 			}
 		}()
 	}
 	wg.Wait()
+	return events, results
+}
+
+// testConcurrentBatches runs batches from several goroutines on a few shared stock rows,
+// each seeded with more than every departure from it could take: whatever the order the
+// batches commit in, every event must be stored, and the stock is known from the events
+// alone.
+func testConcurrentBatches(t *testing.T, s ports.Store) {
+	whs := []domain.WarehouseID{domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())}
+	p := domain.ProductID(uuid.New())
+	const seed, maxQty = 10_000, 30 // 400 departures of at most 30 cannot take 10 000 from one row
 	for _, w := range whs {
-		want := 100 + applied[w]
-		if want < 0 {
-			t.Errorf("warehouse %s would be negative: %d", w, want)
+		mustResults(t, mustApply(t, s, Supply(w, p, seed)), nil)
+	}
+	events, results := concurrentTransfers(t, s, whs, p, maxQty)
+	want := map[domain.WarehouseID]int64{}
+	for _, w := range whs {
+		want[w] = seed
+	}
+	for b, batch := range events {
+		for i, e := range batch {
+			if e.Kind == domain.Departure {
+				want[e.WarehouseID] -= e.Quantity
+			} else {
+				want[e.WarehouseID] += e.Quantity
+			}
+			if results[b] != nil && results[b][i] != nil {
+				t.Errorf("batch %d event %d (%s of %d): %v; want stored, there is stock enough", b, i, e.Kind, e.Quantity, results[b][i])
+			}
 		}
-		mustStock(t, s, w, p, want)
+	}
+	for _, w := range whs {
+		mustStock(t, s, w, p, want[w])
+	}
+}
+
+// testConcurrentScarceStock runs batches from several goroutines on a few stock rows too
+// small for them: departures may be refused, never applied against too little stock. Which
+// departures were stored is read back from the movements, and must agree with the results
+// Apply gave; arrivals are always stored. The stock must then be the seed plus every
+// arrival less every stored departure, and never negative.
+func testConcurrentScarceStock(t *testing.T, s ports.Store) {
+	whs := []domain.WarehouseID{domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New()), domain.WarehouseID(uuid.New())}
+	p := domain.ProductID(uuid.New())
+	const seed = 100
+	for _, w := range whs {
+		mustResults(t, mustApply(t, s, Supply(w, p, seed)), nil)
+	}
+	events, results := concurrentTransfers(t, s, whs, p, 30)
+	want := map[domain.WarehouseID]int64{}
+	for _, w := range whs {
+		want[w] = seed
+	}
+	refused := 0
+	for b, batch := range events {
+		for i, e := range batch {
+			var res error
+			if results[b] != nil {
+				res = results[b][i]
+			}
+			m := mustMovement(t, s, e.MovementID) // every movement has its arrival
+			leg := m.Arrival
+			if e.Kind == domain.Departure {
+				leg = m.Departure
+			}
+			stored := leg != nil && leg.WarehouseID == e.WarehouseID && leg.Quantity == e.Quantity
+			switch {
+			case e.Kind == domain.Arrival && (res != nil || !stored):
+				t.Errorf("batch %d: arrival of %d: result %v, stored %v; want stored", b, e.Quantity, res, stored)
+			case res == nil && !stored:
+				t.Errorf("batch %d: departure of %d reported stored, but its movement has none: %+v", b, e.Quantity, m)
+			case res != nil && stored:
+				t.Errorf("batch %d: departure of %d reported %v, but its movement holds it", b, e.Quantity, res)
+			case res != nil && !errors.Is(res, domain.ErrInsufficientStock):
+				t.Errorf("batch %d: departure of %d: %v, want stored or insufficient stock", b, e.Quantity, res)
+			}
+			switch {
+			case e.Kind == domain.Arrival:
+				want[e.WarehouseID] += e.Quantity
+			case stored:
+				want[e.WarehouseID] -= e.Quantity
+			default:
+				refused++
+			}
+		}
+	}
+	t.Logf("%d departures refused", refused)
+	for _, w := range whs {
+		if want[w] < 0 {
+			t.Errorf("warehouse %s would be negative: %d", w, want[w])
+		}
+		mustStock(t, s, w, p, want[w])
 	}
 }
 
@@ -371,19 +518,41 @@ func testConcurrentMovement(t *testing.T, s ports.Store) {
 		if len(stored) == 0 || kinds[domain.Departure] > 1 || kinds[domain.Arrival] > 1 {
 			t.Fatalf("round %d: stored %d departures and %d arrivals", round, kinds[domain.Departure], kinds[domain.Arrival])
 		}
+		// what the store must hold, from the stored events alone
 		got := mustMovement(t, s, m)
-		want := domain.Movement{}
-		for _, e := range stored {
-			want = want.Apply(e)
+		var dep, arr *domain.Event
+		for i := range stored {
+			if stored[i].Kind == domain.Departure {
+				dep = &stored[i]
+			} else {
+				arr = &stored[i]
+			}
 		}
-		if fmt.Sprint(got.Status(), got.ProductID, legOf(got.Departure), legOf(got.Arrival)) !=
-			fmt.Sprint(want.Status(), want.ProductID, legOf(want.Departure), legOf(want.Arrival)) {
-			t.Errorf("round %d: movement %+v, want %+v", round, got, want)
+		wantStatus := domain.Completed
+		switch {
+		case arr == nil:
+			wantStatus = domain.InTransit
+		case dep == nil:
+			wantStatus = domain.Arrived
+		}
+		if got.ID != m || got.ProductID != stored[0].ProductID || got.Status() != wantStatus ||
+			legOf(got.Departure) != legOfEvent(dep) || legOf(got.Arrival) != legOfEvent(arr) {
+			t.Errorf("round %d: movement %s of %s, departure %s, arrival %s; want %s of %s, departure %s, arrival %s", round,
+				got.Status(), got.ProductID, legOf(got.Departure), legOf(got.Arrival),
+				wantStatus, stored[0].ProductID, legOfEvent(dep), legOfEvent(arr))
 		}
 	}
 	for k, q := range stock {
 		mustStock(t, s, k.Warehouse, k.Product, q)
 	}
+}
+
+// legOfEvent writes the leg an event stores as legOf writes a stored leg.
+func legOfEvent(e *domain.Event) string {
+	if e == nil {
+		return "none"
+	}
+	return legOf(&domain.Leg{WarehouseID: e.WarehouseID, Source: e.Source, Quantity: e.Quantity, Timestamp: e.Timestamp})
 }
 
 func legOf(l *domain.Leg) string {
@@ -406,6 +575,41 @@ func testCancelled(t *testing.T, s ports.Store) {
 	if _, err := s.Movement(context.Background(), x.Movement); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("after cancelled apply: %v, want not found", err)
 	}
+}
+
+// testFailedBatch: a batch that fails once the store has begun to write it leaves nothing
+// behind, not its events (the same batch, once the store works again, is stored whole,
+// with no duplicate), not its movements, not its stock.
+func testFailedBatch(t *testing.T, s ports.Store, f Faults) {
+	if f.FailStockWrites == nil {
+		t.Skip("this store cannot be made to fail once it has begun to write a batch")
+	}
+	x := NewSample()
+	broken := domain.StockKey{Warehouse: domain.WarehouseID(uuid.New()), Product: x.Product}
+	const stocked = 150
+	mustApply(t, s, Supply(x.From, x.Product, stocked))
+	supply := Supply(broken.Warehouse, broken.Product, 5)
+	// the broken row is written after the others of the batch, whatever their order
+	batch := []domain.Event{x.Departure, x.Arrival, supply}
+	restore := f.FailStockWrites(t, broken)
+	if results, err := s.Apply(context.Background(), batch); err == nil {
+		restore()
+		t.Fatalf("apply with a stock row that cannot be written: results %v, no error", results)
+	}
+	for _, m := range []domain.MovementID{x.Movement, supply.MovementID} {
+		if got, err := s.Movement(context.Background(), m); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("movement %s after the failed batch: %+v, %v; want not found", m, got, err)
+		}
+	}
+	mustStock(t, s, x.From, x.Product, stocked)
+	mustNoStock(t, s, x.To, x.Product)
+	mustNoStock(t, s, broken.Warehouse, broken.Product)
+
+	restore()
+	mustResults(t, mustApply(t, s, batch...), nil, nil, nil)
+	mustStock(t, s, x.From, x.Product, stocked-x.Departure.Quantity)
+	mustStock(t, s, x.To, x.Product, x.Arrival.Quantity)
+	mustStock(t, s, broken.Warehouse, broken.Product, supply.Quantity)
 }
 
 // testListMovements stores movements in a fresh warehouse and walks every filter.

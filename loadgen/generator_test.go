@@ -1,4 +1,4 @@
-package application_test
+package loadgen_test
 
 import (
 	"context"
@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"warehouse/adapters/memory"
-	"warehouse/application"
 	"warehouse/domain"
+	"warehouse/loadgen"
 )
 
 // mustGenerate returns the first n events of a generator built from opts, and the generator.
-func mustGenerate(t *testing.T, opts application.GeneratorOptions, n int) ([]domain.Event, *application.Generator) {
+func mustGenerate(t *testing.T, opts loadgen.Options, n int) ([]domain.Event, *loadgen.Generator) {
 	t.Helper()
-	g := application.NewGenerator(opts)
+	g := loadgen.NewGenerator(opts)
 	events := make([]domain.Event, n)
 	for i := range events {
 		events[i] = g.Next()
@@ -85,18 +85,18 @@ func TestGeneratorReplayIsConsistent(t *testing.T) {
 	start := time.Date(2025, 2, 18, 8, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name string
-		opts application.GeneratorOptions
+		opts loadgen.Options
 		n    int
 	}{
-		{"produce defaults", application.GeneratorOptions{Warehouses: 10, Products: 50, Seed: 1, LossShare: 0.05, OutOfOrderShare: 0.1, Start: start}, 5000},
-		{"duplicates, losses and disorder", application.GeneratorOptions{Warehouses: 10, Products: 20, Seed: 2, LossShare: 0.3, DuplicateShare: 0.2, OutOfOrderShare: 0.5}, 5000},
+		{"produce defaults", loadgen.Options{Warehouses: 10, Products: 50, Seed: 1, LossShare: 0.05, OutOfOrderShare: 0.1, Start: start}, 5000},
+		{"duplicates, losses and disorder", loadgen.Options{Warehouses: 10, Products: 20, Seed: 2, LossShare: 0.3, DuplicateShare: 0.2, OutOfOrderShare: 0.5}, 5000},
 		// two warehouses sharing one product: every departure competes for the same rows
-		{"tight network, every transfer out of order", application.GeneratorOptions{Warehouses: 2, Products: 1, Seed: 3, LossShare: 0.5, DuplicateShare: 0.1, OutOfOrderShare: 1}, 5000},
-		{"tight network, in order", application.GeneratorOptions{Warehouses: 2, Products: 1, Seed: 4, LossShare: 1}, 3000},
-		{"one warehouse: supplies only", application.GeneratorOptions{Warehouses: 1, Products: 3, Seed: 5, DuplicateShare: 0.3}, 300},
-		{"large network", application.GeneratorOptions{Warehouses: 300, Products: 1000, Seed: 6, LossShare: 0.1, DuplicateShare: 0.05, OutOfOrderShare: 0.2}, 5000},
-		{"zero options", application.GeneratorOptions{}, 200},
-		{"mostly duplicates", application.GeneratorOptions{Warehouses: 4, Products: 4, Seed: 7, DuplicateShare: 0.9, OutOfOrderShare: 0.5}, 2000},
+		{"tight network, every transfer out of order", loadgen.Options{Warehouses: 2, Products: 1, Seed: 3, LossShare: 0.5, DuplicateShare: 0.1, OutOfOrderShare: 1}, 5000},
+		{"tight network, in order", loadgen.Options{Warehouses: 2, Products: 1, Seed: 4, LossShare: 1}, 3000},
+		{"one warehouse: supplies only", loadgen.Options{Warehouses: 1, Products: 3, Seed: 5, DuplicateShare: 0.3}, 300},
+		{"large network", loadgen.Options{Warehouses: 300, Products: 1000, Seed: 6, LossShare: 0.1, DuplicateShare: 0.05, OutOfOrderShare: 0.2}, 5000},
+		{"zero options", loadgen.Options{}, 200},
+		{"mostly duplicates", loadgen.Options{Warehouses: 4, Products: 4, Seed: 7, DuplicateShare: 0.9, OutOfOrderShare: 0.5}, 2000},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestGeneratorManySeeds(t *testing.T) {
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
-			opts := application.GeneratorOptions{Warehouses: 3, Products: 2, Seed: seed, LossShare: 0.2, DuplicateShare: 0.1, OutOfOrderShare: 0.4}
+			opts := loadgen.Options{Warehouses: 3, Products: 2, Seed: seed, LossShare: 0.2, DuplicateShare: 0.1, OutOfOrderShare: 0.4}
 			events, g := mustGenerate(t, opts, 2000)
 			store, dups := mustReplay(t, events)
 			if dups != g.Stats().Duplicates {
@@ -132,7 +132,7 @@ func TestGeneratorManySeeds(t *testing.T) {
 }
 
 func TestGeneratorIsReproducible(t *testing.T) {
-	opts := application.GeneratorOptions{Warehouses: 5, Products: 7, Seed: 42, LossShare: 0.2, DuplicateShare: 0.1, OutOfOrderShare: 0.3}
+	opts := loadgen.Options{Warehouses: 5, Products: 7, Seed: 42, LossShare: 0.2, DuplicateShare: 0.1, OutOfOrderShare: 0.3}
 	a, ga := mustGenerate(t, opts, 2000)
 	b, gb := mustGenerate(t, opts, 2000)
 	if !reflect.DeepEqual(a, b) {
@@ -152,7 +152,7 @@ func TestGeneratorIsReproducible(t *testing.T) {
 	// the network depends on the seed alone
 	shares := opts
 	shares.LossShare, shares.DuplicateShare, shares.OutOfOrderShare = 0, 0, 0
-	if !reflect.DeepEqual(application.NewGenerator(shares).Warehouses(), ga.Warehouses()) {
+	if !reflect.DeepEqual(loadgen.NewGenerator(shares).Warehouses(), ga.Warehouses()) {
 		t.Error("the warehouses changed with the shares")
 	}
 }
@@ -162,7 +162,7 @@ func TestGeneratorIsReproducible(t *testing.T) {
 // that only move forward.
 func TestGeneratorStream(t *testing.T) {
 	const n = 20000
-	opts := application.GeneratorOptions{
+	opts := loadgen.Options{
 		Warehouses: 12, Products: 30, Seed: 9, LossShare: 0.2, DuplicateShare: 0.05, OutOfOrderShare: 0.3,
 		Start: time.Date(2025, 2, 18, 0, 0, 0, 0, time.UTC),
 	}
@@ -268,7 +268,7 @@ func TestGeneratorStream(t *testing.T) {
 }
 
 func TestGeneratorWithoutSurprises(t *testing.T) {
-	events, g := mustGenerate(t, application.GeneratorOptions{Warehouses: 6, Products: 6, Seed: 11}, 3000)
+	events, g := mustGenerate(t, loadgen.Options{Warehouses: 6, Products: 6, Seed: 11}, 3000)
 	seen := map[domain.MovementID]domain.Event{}
 	for i, e := range events {
 		first, ok := seen[e.MovementID]
@@ -288,7 +288,7 @@ func TestGeneratorWithoutSurprises(t *testing.T) {
 
 // TestGeneratorExpectedIsACopy checks that callers cannot change the generator's state.
 func TestGeneratorExpectedIsACopy(t *testing.T) {
-	g := application.NewGenerator(application.GeneratorOptions{Warehouses: 2, Products: 1})
+	g := loadgen.NewGenerator(loadgen.Options{Warehouses: 2, Products: 1})
 	e := g.Next()
 	got := g.Expected()
 	got[e.StockKey()] = -1
@@ -310,4 +310,49 @@ func mustRevalidate(t *testing.T, e domain.Event) domain.Event {
 		t.Fatalf("NewEvent(%+v): %v", e, err)
 	}
 	return got
+}
+
+// TestGeneratorStaysInItsSlots checks the bound `warehouse produce` relies on to end a
+// stream at the present: event n (from 0) is dated after Start + n×Interval and no later
+// than NotAfter (Start + (n+1)×Interval), so n events never pass Start + n×Interval,
+// whatever the jitter. A random walk of jittered steps overshot by hours (20 000 events at
+// 129.6 s ended 1 h 43 min after now).
+func TestGeneratorStaysInItsSlots(t *testing.T) {
+	start := time.Date(2025, 2, 18, 3, 48, 20, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		n        int
+		interval time.Duration
+		seed     uint64
+	}{
+		{"30 days of 20 000 events", 20000, 30 * 24 * time.Hour / 20000, 42},
+		{"default interval", 5000, 0, 7},
+		{"a millisecond", 5000, time.Millisecond, 8},
+		{"under a millisecond counts as one", 3000, 300 * time.Microsecond, 9},
+		{"an odd interval", 5000, 1234567 * time.Microsecond, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			interval := tc.interval
+			if interval == 0 {
+				interval = loadgen.DefaultInterval
+			}
+			interval = max(interval, time.Millisecond)
+			g := loadgen.NewGenerator(loadgen.Options{Warehouses: 6, Products: 10, Seed: tc.seed, LossShare: 0.1,
+				DuplicateShare: 0.1, OutOfOrderShare: 0.3, Start: start, Interval: tc.interval})
+			for i := range tc.n {
+				notAfter := g.NotAfter()
+				if want := start.Add(time.Duration(i+1) * interval); !notAfter.Equal(want) {
+					t.Fatalf("event %d: NotAfter() = %v, want %v", i, notAfter, want)
+				}
+				e := g.Next()
+				if e.Time.After(notAfter) || e.Timestamp.After(notAfter) {
+					t.Fatalf("event %d: time %v, timestamp %v, after its slot's end %v", i, e.Time, e.Timestamp, notAfter)
+				}
+				if !e.Time.After(start) {
+					t.Fatalf("event %d: time %v, not after the start %v", i, e.Time, start)
+				}
+			}
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package application
+package loadgen
 
 import (
 	"container/heap"
@@ -40,9 +40,9 @@ const (
 	dataSchema         = "ru.retail.warehouses.movement.v1.0"
 )
 
-// GeneratorOptions configures a Generator. Shares are probabilities in [0, 1]; values
+// Options configures a Generator. Shares are probabilities in [0, 1]; values
 // outside are clamped.
-type GeneratorOptions struct {
+type Options struct {
 	// Warehouses and Products size the network (at least 1 each; transfers need 2
 	// warehouses, so with 1 every event is a supply).
 	Warehouses, Products int
@@ -59,15 +59,17 @@ type GeneratorOptions struct {
 	OutOfOrderShare float64
 	// Start is the event time of the stream's beginning; zero means 2025-01-01T00:00:00Z.
 	Start time.Time
-	// Interval is the mean event time between two events; zero means DefaultInterval.
+	// Interval is the mean event time between two events; zero means DefaultInterval, and
+	// it is at least a millisecond. Event n (from 0) falls in the slot (Start + n×Interval,
+	// Start + (n+1)×Interval], so the first n events never pass Start + n×Interval.
 	Interval time.Duration
 	// SourcePrefix names warehouses as CloudEvents sources: prefix + a 4-digit number
 	// ("WH-0001"); empty means "WH-". It must be valid in a source (no control characters).
 	SourcePrefix string
 }
 
-// GeneratorStats counts what a Generator has emitted so far.
-type GeneratorStats struct {
+// Stats counts what a Generator has emitted so far.
+type Stats struct {
 	// Events is every event emitted, duplicates included.
 	Events int
 	// Supplies are supplier arrivals (arrivals that never get a departure).
@@ -92,9 +94,12 @@ type GeneratorStats struct {
 // insufficient stock; only the duplicates it injects are refused. A Generator is not
 // safe for concurrent use.
 type Generator struct {
-	opts  GeneratorOptions
+	opts  Options
 	rng   *rand.Rand
-	clock time.Time
+	clock time.Time // envelope time of the latest event
+	// slotEnd is the end of the next event's slot: Start + (n+1)×Interval after n events,
+	// kept as a time so that an endless stream never overflows a Duration.
+	slotEnd time.Time
 
 	warehouses  []generatedWarehouse
 	warehouseAt map[domain.WarehouseID]int
@@ -111,7 +116,7 @@ type Generator struct {
 	pending pendingQueue
 	seq     uint64 // orders pending events due at the same instant
 	recent  []domain.Event
-	stats   GeneratorStats
+	stats   Stats
 }
 
 type generatedWarehouse struct {
@@ -122,7 +127,7 @@ type generatedWarehouse struct {
 }
 
 // NewGenerator returns a Generator for opts.
-func NewGenerator(opts GeneratorOptions) *Generator {
+func NewGenerator(opts Options) *Generator {
 	opts.Warehouses = max(opts.Warehouses, 1)
 	opts.Products = max(opts.Products, 1)
 	opts.LossShare = clamp01(opts.LossShare)
@@ -135,13 +140,16 @@ func NewGenerator(opts GeneratorOptions) *Generator {
 	if opts.Interval <= 0 {
 		opts.Interval = DefaultInterval
 	}
+	opts.Interval = max(opts.Interval, time.Millisecond) // envelope times move by whole milliseconds
 	if opts.SourcePrefix == "" {
 		opts.SourcePrefix = "WH-"
 	}
+	start := opts.Start.UTC().Truncate(time.Millisecond)
 	g := &Generator{
 		opts:      opts,
 		rng:       rand.New(rand.NewPCG(opts.Seed, 2)),
-		clock:     opts.Start.UTC().Truncate(time.Millisecond),
+		clock:     start,
+		slotEnd:   start.Add(opts.Interval),
 		expected:  make(map[domain.StockKey]int64),
 		available: make(map[domain.StockKey]int64),
 		stockedAt: make(map[domain.StockKey]int),
@@ -169,11 +177,16 @@ func NewGenerator(opts GeneratorOptions) *Generator {
 
 // Next returns the next event of the stream. The envelope times of new events strictly
 // increase, and no event is reported (Time) before it happened (Timestamp); a duplicate
-// that re-sends the very same message repeats its original's envelope time.
+// that re-sends the very same message repeats its original's envelope time. No time of
+// the event is later than NotAfter before the call.
 func (g *Generator) Next() domain.Event {
-	// Event time moves on by a jittered step averaging Interval (at least 1 ms, so
-	// envelope times of new events strictly increase).
-	g.clock = g.clock.Add(time.Millisecond + time.Duration(g.rng.Int64N(max(1, int64(2*g.opts.Interval/time.Millisecond))))*time.Millisecond)
+	// Event time falls at a random whole millisecond of the event's slot (the slot's end
+	// at the latest, its start excluded): jittered steps that average Interval, but never a
+	// random walk that could drift past Start + n×Interval. Consecutive slots are Interval
+	// (at least 1 ms) apart, so envelope times of new events strictly increase.
+	end := g.slotEnd.Truncate(time.Millisecond)
+	g.clock = end.Add(-time.Duration(g.rng.Int64N(max(1, int64(g.opts.Interval/time.Millisecond)))) * time.Millisecond)
+	g.slotEnd = g.slotEnd.Add(g.opts.Interval)
 	if len(g.recent) > 0 && g.rng.Float64() < g.opts.DuplicateShare {
 		return g.duplicate()
 	}
@@ -188,13 +201,18 @@ func (g *Generator) Next() domain.Event {
 	}
 }
 
+// NotAfter returns the latest instant that the times (envelope time and timestamp) of the
+// next event can hold: the end of its slot. A publisher that must not send an event dated
+// in the future waits until then before drawing it.
+func (g *Generator) NotAfter() time.Time { return g.slotEnd }
+
 // Expected returns the stock the service holds once it has stored every event emitted
 // so far, one entry per stock row those events created (zero included). Duplicates
 // change nothing; departures decided but not yet emitted are not subtracted.
 func (g *Generator) Expected() map[domain.StockKey]int64 { return maps.Clone(g.expected) }
 
 // Stats returns what the generator has emitted so far.
-func (g *Generator) Stats() GeneratorStats { return g.stats }
+func (g *Generator) Stats() Stats { return g.stats }
 
 // Warehouses returns the network's warehouse ids, in source order ("WH-0001" first).
 func (g *Generator) Warehouses() []domain.WarehouseID {
@@ -362,7 +380,7 @@ func (g *Generator) event(w *generatedWarehouse, p domain.ProductID, m domain.Mo
 	}
 }
 
-// attributes returns the optional envelope attributes of SPEC's sample, as a compact
+// attributes returns the optional envelope attributes of the sample message, as a compact
 // JSON object in the order the codec keeps them.
 func attributes(source, kind string) []byte {
 	b := fmt.Appendf(nil, `{"datacontenttype":"application/json","dataschema":%q,"subject":`, dataSchema)
