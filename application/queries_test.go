@@ -49,7 +49,7 @@ func TestQueriesLimits(t *testing.T) {
 		wantNext bool
 		wantErr  error
 	}{
-		{"zero means the default of 50", 0, ports.DefaultListLimit, true, nil},
+		{"zero is no page size", 0, 0, false, domain.ErrInvalid},
 		{"one", 1, 1, true, nil},
 		{"the maximum", ports.MaxListLimit, ports.MaxListLimit, true, nil},
 		{"one over the maximum", ports.MaxListLimit + 1, 0, false, domain.ErrInvalid},
@@ -84,18 +84,18 @@ func TestQueriesMovementFilters(t *testing.T) {
 		filter  ports.MovementFilter
 		wantErr error
 	}{
-		{"no filter", ports.MovementFilter{}, nil},
-		{"status in_transit", ports.MovementFilter{Status: domain.InTransit}, nil},
-		{"status arrived", ports.MovementFilter{Status: domain.Arrived}, nil},
-		{"status completed", ports.MovementFilter{Status: domain.Completed}, nil},
-		{"unknown status", ports.MovementFilter{Status: "lost"}, domain.ErrInvalid},
-		{"status in other case", ports.MovementFilter{Status: "COMPLETED"}, domain.ErrInvalid},
-		{"since before until", ports.MovementFilter{Since: at, Until: at.Add(time.Microsecond)}, nil},
-		{"since equals until", ports.MovementFilter{Since: at, Until: at}, domain.ErrInvalid},
-		{"since equals until in another zone", ports.MovementFilter{Since: at, Until: at.In(time.FixedZone("MSK", 3*3600))}, domain.ErrInvalid},
-		{"since after until", ports.MovementFilter{Since: at.Add(time.Hour), Until: at}, domain.ErrInvalid},
-		{"since only", ports.MovementFilter{Since: at}, nil},
-		{"until only", ports.MovementFilter{Until: at}, nil},
+		{"no filter", ports.MovementFilter{Limit: 10}, nil},
+		{"status in_transit", ports.MovementFilter{Limit: 10, Status: domain.InTransit}, nil},
+		{"status arrived", ports.MovementFilter{Limit: 10, Status: domain.Arrived}, nil},
+		{"status completed", ports.MovementFilter{Limit: 10, Status: domain.Completed}, nil},
+		{"unknown status", ports.MovementFilter{Limit: 10, Status: "lost"}, domain.ErrInvalid},
+		{"status in other case", ports.MovementFilter{Limit: 10, Status: "COMPLETED"}, domain.ErrInvalid},
+		{"since before until", ports.MovementFilter{Limit: 10, Since: at, Until: at.Add(time.Microsecond)}, nil},
+		{"since equals until", ports.MovementFilter{Limit: 10, Since: at, Until: at}, domain.ErrInvalid},
+		{"since equals until in another zone", ports.MovementFilter{Limit: 10, Since: at, Until: at.In(time.FixedZone("MSK", 3*3600))}, domain.ErrInvalid},
+		{"since after until", ports.MovementFilter{Limit: 10, Since: at.Add(time.Hour), Until: at}, domain.ErrInvalid},
+		{"since only", ports.MovementFilter{Limit: 10, Since: at}, nil},
+		{"until only", ports.MovementFilter{Limit: 10, Until: at}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,7 +126,7 @@ func TestQueriesFiltersReachTheStore(t *testing.T) {
 	}
 	since := x.Departure.Timestamp
 	page, err := q.Movements(context.Background(), ports.MovementFilter{
-		Warehouse: &x.From, Status: domain.InTransit, Since: since, Until: since.Add(time.Second),
+		Warehouse: &x.From, Status: domain.InTransit, Since: since, Until: since.Add(time.Second), Limit: 10,
 	})
 	if err != nil {
 		t.Fatalf("Movements: %v", err)
@@ -167,11 +167,11 @@ func TestQueriesStoreErrorsPassThrough(t *testing.T) {
 		"Movement": func() error { _, err := q.Movement(ctx, m); return err },
 		"Stock":    func() error { _, err := q.Stock(ctx, w, p); return err },
 		"Movements": func() error {
-			_, err := q.Movements(ctx, ports.MovementFilter{Warehouse: &w})
+			_, err := q.Movements(ctx, ports.MovementFilter{Warehouse: &w, Limit: 5})
 			return err
 		},
 		"WarehouseStock": func() error {
-			_, err := q.WarehouseStock(ctx, ports.StockFilter{Warehouse: w})
+			_, err := q.WarehouseStock(ctx, ports.StockFilter{Warehouse: w, Limit: 5})
 			return err
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -262,4 +263,23 @@ func TestRecorderConcurrentNotifications(t *testing.T) {
 	if len(ms) != workers || len(ks) != workers {
 		t.Errorf("announced %d movements and %d stock rows, want %d each", len(ms), len(ks), workers)
 	}
+}
+
+func (s failingStore) StockAsOf(context.Context, domain.WarehouseID, domain.ProductID, time.Time) (domain.StockAsOf, error) {
+	return domain.StockAsOf{}, s.err
+}
+func (s failingStore) WarehouseStockAsOf(context.Context, ports.StockFilter, time.Time) (ports.StockAsOfPage, error) {
+	return ports.StockAsOfPage{}, s.err
+}
+func (s failingStore) StockHistory(context.Context, ports.HistoryFilter) (ports.HistoryPage, error) {
+	return ports.HistoryPage{}, s.err
+}
+func (s failingStore) Routes(context.Context, ports.RouteFilter) (ports.RoutePage, error) {
+	return ports.RoutePage{}, s.err
+}
+func (s failingStore) InTransit(context.Context, domain.WarehouseID) ([]domain.TransitLoad, error) {
+	return nil, s.err
+}
+func (s failingStore) Event(context.Context, string, string) (domain.StoredEvent, error) {
+	return domain.StoredEvent{}, s.err
 }

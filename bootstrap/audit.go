@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"warehouse/adapters/postgres"
 )
@@ -99,24 +100,37 @@ func auditCount(n int) string {
 
 func writeAuditText(w io.Writer, r postgres.AuditReport) error {
 	ew := &auditWriter{w: w}
-	ew.printf("events               %d\n", r.Events)
-	ew.printf("movements            %d\n", r.Movements)
-	ew.printf("stock rows           %d\n", r.StockRows)
-	ew.printf("total quantity       %d\n", r.StockQuantity)
-	ew.printf("stock mismatches     %s\n", auditCount(len(r.Mismatches)))
+	ew.field("events", "%d\n", r.Events)
+	ew.field("movements", "%d\n", r.Movements)
+	ew.field("stock rows", "%d\n", r.StockRows)
+	ew.field("total quantity", "%d\n", r.StockQuantity)
+	ew.field("stock mismatches", "%s\n", auditCount(len(r.Mismatches)))
 	for _, m := range r.Mismatches {
 		ew.printf("  warehouse %s product %s: stored %s, events add up to %s\n",
 			m.WarehouseID, m.ProductID, auditQuantity(m.Stored, "no row"), auditQuantity(m.Computed, "no event"))
 	}
-	ew.printf("negative stock rows  %d\n", r.NegativeRows)
-	ew.printf("movement mismatches  %s\n", auditCount(len(r.MovementMismatches)))
+	ew.field("negative stock rows", "%d\n", r.NegativeRows)
+	ew.field("movement mismatches", "%s\n", auditCount(len(r.MovementMismatches)))
 	for _, id := range r.MovementMismatches {
 		ew.printf("  movement %s disagrees with its events\n", id)
 	}
+	ew.field("checkpoints", "%d\n", r.Checkpoints)
+	ew.field("checkpoint mismatches", "%s\n", auditCount(len(r.CheckpointMismatches)))
+	for _, c := range r.CheckpointMismatches {
+		ew.printf("  warehouse %s product %s at %s #%d: balance %d of %d events, events add up to %s of %s\n",
+			c.WarehouseID, c.ProductID, c.At.UTC().Format(time.RFC3339Nano), c.Seq, c.StoredBalance, c.StoredEvents,
+			auditQuantity(c.ComputedBalance, "nothing"), auditQuantity(c.ComputedEvents, "none"))
+	}
+	ew.field("event count mismatches", "%s\n", auditCount(len(r.EventCountMismatches)))
+	for _, m := range r.EventCountMismatches {
+		ew.printf("  warehouse %s product %s: counts %s events, holds %s\n",
+			m.WarehouseID, m.ProductID, auditQuantity(m.Stored, "none"), auditQuantity(m.Computed, "none"))
+	}
+	ew.field("stale checkpoint rows", "%d\n", r.StaleCheckpointRows)
 	if r.Sound() {
-		ew.printf("result               OK: stock and movements match the events\n")
+		ew.field("result", "OK: stock, movements and checkpoints match the events\n")
 	} else {
-		ew.printf("result               FAILED\n")
+		ew.field("result", "FAILED\n")
 	}
 	return ew.err
 }
@@ -139,8 +153,24 @@ type auditJSON struct {
 	NegativeRows       int64           `json:"negative_rows"`
 	StockMismatches    []stockMismatch `json:"stock_mismatches"`
 	MovementMismatches []string        `json:"movement_mismatches"`
+	// Checkpoints of the ledger's past, and the stock rows' event counts and checkpoint times.
+	Checkpoints          int64                `json:"checkpoints"`
+	CheckpointMismatches []checkpointMismatch `json:"checkpoint_mismatches"`
+	EventCountMismatches []stockMismatch      `json:"event_count_mismatches"`
+	StaleCheckpointRows  int64                `json:"stale_checkpoint_rows"`
 	// Truncated is set when a list holds as many entries as the audit reports at most.
 	Truncated bool `json:"truncated"`
+}
+
+type checkpointMismatch struct {
+	WarehouseID     string    `json:"warehouse_id"`
+	ProductID       string    `json:"product_id"`
+	At              time.Time `json:"at"`
+	Seq             int64     `json:"seq"`
+	StoredBalance   int64     `json:"stored_balance"`
+	StoredEvents    int64     `json:"stored_events"`
+	ComputedBalance *int64    `json:"computed_balance"`
+	ComputedEvents  *int64    `json:"computed_events"`
 }
 
 type stockMismatch struct {
@@ -156,7 +186,23 @@ func writeAuditJSON(w io.Writer, r postgres.AuditReport) error {
 		StockQuantity: r.StockQuantity, NegativeRows: r.NegativeRows,
 		StockMismatches:    make([]stockMismatch, 0, len(r.Mismatches)),
 		MovementMismatches: make([]string, 0, len(r.MovementMismatches)),
-		Truncated:          len(r.Mismatches) >= auditListed || len(r.MovementMismatches) >= auditListed,
+		Checkpoints:        r.Checkpoints, StaleCheckpointRows: r.StaleCheckpointRows,
+		CheckpointMismatches: make([]checkpointMismatch, 0, len(r.CheckpointMismatches)),
+		EventCountMismatches: make([]stockMismatch, 0, len(r.EventCountMismatches)),
+		Truncated: len(r.Mismatches) >= auditListed || len(r.MovementMismatches) >= auditListed ||
+			len(r.CheckpointMismatches) >= auditListed || len(r.EventCountMismatches) >= auditListed,
+	}
+	for _, c := range r.CheckpointMismatches {
+		out.CheckpointMismatches = append(out.CheckpointMismatches, checkpointMismatch{
+			WarehouseID: c.WarehouseID.String(), ProductID: c.ProductID.String(), At: c.At.UTC(), Seq: c.Seq,
+			StoredBalance: c.StoredBalance, StoredEvents: c.StoredEvents,
+			ComputedBalance: c.ComputedBalance, ComputedEvents: c.ComputedEvents,
+		})
+	}
+	for _, m := range r.EventCountMismatches {
+		out.EventCountMismatches = append(out.EventCountMismatches, stockMismatch{
+			WarehouseID: m.WarehouseID.String(), ProductID: m.ProductID.String(), Stored: m.Stored, Computed: m.Computed,
+		})
 	}
 	for _, m := range r.Mismatches {
 		out.StockMismatches = append(out.StockMismatches, stockMismatch{
@@ -174,6 +220,15 @@ type auditWriter struct {
 	w   io.Writer
 	err error
 }
+
+// field prints one line of the summary: a label, padded so that the values align, and
+// the value formatted by format.
+func (e *auditWriter) field(label, format string, args ...any) {
+	e.printf("%-*s %s", auditLabelWidth, label, fmt.Sprintf(format, args...))
+}
+
+// auditLabelWidth is the width of the longest label of the summary.
+const auditLabelWidth = len("event count mismatches")
 
 func (e *auditWriter) printf(format string, args ...any) {
 	if e.err == nil {

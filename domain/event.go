@@ -175,3 +175,15 @@ func checkSource(s string) error {
 	}
 	return nil
 }
+
+// ParseIdentity checks a CloudEvents identity as NewEvent does, for a lookup: the error
+// names the field and the rule, not the value.
+func ParseIdentity(source, id string) (Identity, error) {
+	if checkSource(source) != nil {
+		return Identity{}, &FieldError{Field: "source", Rule: fmt.Sprintf("is not 1 to %d characters of valid UTF-8 without control characters", maxSourceLen)}
+	}
+	if checkID(id) != nil {
+		return Identity{}, &FieldError{Field: "id", Rule: fmt.Sprintf("is not 1 to %d printable ASCII characters", maxIDLen)}
+	}
+	return Identity{Source: source, ID: id}, nil
+}

@@ -14,8 +14,12 @@ import (
 	"warehouse/ports"
 )
 
-// sheddingQueries answers every read with ports.ErrOverloaded, counting the reads.
-type sheddingQueries struct{ calls atomic.Int64 }
+// sheddingQueries answers every current read with ports.ErrOverloaded, counting the
+// reads; the ledger's past is not cached, so it needs none of those.
+type sheddingQueries struct {
+	ports.History
+	calls atomic.Int64
+}
 
 func (s *sheddingQueries) Movement(context.Context, domain.MovementID) (domain.Movement, error) {
 	s.calls.Add(1)

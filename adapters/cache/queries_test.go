@@ -22,12 +22,13 @@ import (
 // gate is set, a read announces itself on entered, then waits for gate before answering
 // with what it read on entry.
 type fakeQueries struct {
-	mu        sync.Mutex
-	movements map[domain.MovementID]domain.Movement
-	stock     map[domain.StockKey]domain.Stock
-	calls     atomic.Int64
-	entered   chan struct{}
-	gate      chan struct{}
+	ports.History // nil: see TestHistoryIsNotCached for the ledger's past
+	mu            sync.Mutex
+	movements     map[domain.MovementID]domain.Movement
+	stock         map[domain.StockKey]domain.Stock
+	calls         atomic.Int64
+	entered       chan struct{}
+	gate          chan struct{}
 }
 
 func newFake() *fakeQueries {

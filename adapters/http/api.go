@@ -16,6 +16,10 @@ const (
 	routeMovements      = "/api/movements"
 	routeStock          = "/api/warehouses/:warehouse_id/products/:product_id"
 	routeWarehouseStock = "/api/warehouses/:warehouse_id/products"
+	routeHistory        = "/api/warehouses/:warehouse_id/products/:product_id/history"
+	routeInTransit      = "/api/warehouses/:warehouse_id/in-transit"
+	routeRoutes         = "/api/routes"
+	routeEvent          = "/api/events/:source/:id"
 )
 
 // api holds the read API handlers. They parse, call ports.Queries with the request's
@@ -41,6 +45,10 @@ func (a api) routes(app *fiber.App) {
 	app.Get(routeMovements, a.movements)
 	app.Get(routeStock, a.stock)
 	app.Get(routeWarehouseStock, a.warehouseStock)
+	app.Get(routeHistory, a.history)
+	app.Get(routeInTransit, a.inTransit)
+	app.Get(routeRoutes, a.routesList)
+	app.Get(routeEvent, a.event)
 }
 
 func (a api) movement(c *fiber.Ctx) error {
@@ -59,37 +67,26 @@ func (a api) movement(c *fiber.Ctx) error {
 }
 
 func (a api) movements(c *fiber.Ctx) error {
-	query, err := readQuery(c, "warehouse_id", "product_id", "status", "since", "until", "limit", "cursor")
+	query, err := readQuery(c, "warehouse_id", "product_id", "status", "since", "until", "older_than", "limit", "cursor")
 	if err != nil {
 		return err
 	}
 	var f ports.MovementFilter
-	if v, ok := query["warehouse_id"]; ok {
-		id, err := domain.ParseWarehouseID(v)
-		if err != nil {
-			return err
-		}
-		f.Warehouse = &id
+	if f.Warehouse, err = optionalID(query, "warehouse_id", domain.ParseWarehouseID); err != nil {
+		return err
 	}
-	if v, ok := query["product_id"]; ok {
-		id, err := domain.ParseProductID(v)
-		if err != nil {
-			return err
-		}
-		f.Product = &id
+	if f.Product, err = optionalID(query, "product_id", domain.ParseProductID); err != nil {
+		return err
 	}
-	if v, ok := query["status"]; ok {
-		if f.Status, err = domain.ParseMovementStatus(v); err != nil {
-			return err
-		}
+	f.Status = domain.MovementStatus(query["status"]) // application.Queries checks it
+	if f.Since, err = optionalTime(query, "since"); err != nil {
+		return err
 	}
-	if v, ok := query["since"]; ok {
-		if f.Since, err = parseTime("since", v); err != nil {
-			return err
-		}
+	if f.Until, err = optionalTime(query, "until"); err != nil {
+		return err
 	}
-	if v, ok := query["until"]; ok {
-		if f.Until, err = parseTime("until", v); err != nil {
+	if v, ok := query["older_than"]; ok {
+		if f.OlderThan, err = parseDuration("older_than", v); err != nil {
 			return err
 		}
 	}
@@ -119,16 +116,24 @@ func (a api) movements(c *fiber.Ctx) error {
 }
 
 func (a api) stock(c *fiber.Ctx) error {
-	if _, err := readQuery(c); err != nil {
-		return err
-	}
-	wh, err := domain.ParseWarehouseID(c.Params("warehouse_id"))
+	query, err := readQuery(c, "as_of")
 	if err != nil {
 		return err
 	}
-	p, err := domain.ParseProductID(c.Params("product_id"))
+	wh, p, err := stockKeyParams(c)
 	if err != nil {
 		return err
+	}
+	if v, ok := query["as_of"]; ok {
+		t, err := parseTime("as_of", v)
+		if err != nil {
+			return err
+		}
+		st, err := a.q.StockAsOf(c.UserContext(), wh, p, t)
+		if err != nil {
+			return err
+		}
+		return c.JSON(stockAsOfOf(st))
 	}
 	s, err := a.q.Stock(c.UserContext(), wh, p)
 	if err != nil {
@@ -138,7 +143,7 @@ func (a api) stock(c *fiber.Ctx) error {
 }
 
 func (a api) warehouseStock(c *fiber.Ctx) error {
-	query, err := readQuery(c, "limit", "cursor")
+	query, err := readQuery(c, "as_of", "limit", "cursor")
 	if err != nil {
 		return err
 	}
@@ -155,6 +160,13 @@ func (a api) warehouseStock(c *fiber.Ctx) error {
 			return err
 		}
 		f.After = &after
+	}
+	if v, ok := query["as_of"]; ok {
+		t, err := parseTime("as_of", v)
+		if err != nil {
+			return err
+		}
+		return a.warehouseStockAsOf(c, f, t)
 	}
 	page, err := a.q.WarehouseStock(c.UserContext(), f)
 	if err != nil {

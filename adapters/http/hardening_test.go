@@ -148,7 +148,7 @@ func TestOverloadAnswer(t *testing.T) {
 	}
 	// The application layer passes overload through unchanged.
 	app := application.NewQueries(fakeQueries{err: ports.ErrOverloaded})
-	if _, err := app.Movements(t.Context(), ports.MovementFilter{}); err != ports.ErrOverloaded { //nolint:errorlint // unchanged, not wrapped
+	if _, err := app.Movements(t.Context(), ports.MovementFilter{Limit: 5}); err != ports.ErrOverloaded { //nolint:errorlint // unchanged, not wrapped
 		t.Errorf("application.Queries returned %v, want ErrOverloaded unchanged", err)
 	}
 }

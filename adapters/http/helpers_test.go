@@ -244,3 +244,33 @@ func mustServe(t *testing.T, s *httpadapter.Server) string {
 	})
 	return "http://" + ln.Addr().String()
 }
+
+func (f fakeQueries) StockAsOf(context.Context, domain.WarehouseID, domain.ProductID, time.Time) (domain.StockAsOf, error) {
+	f.fail()
+	return domain.StockAsOf{}, f.err
+}
+
+func (f fakeQueries) WarehouseStockAsOf(context.Context, ports.StockFilter, time.Time) (ports.StockAsOfPage, error) {
+	f.fail()
+	return ports.StockAsOfPage{}, f.err
+}
+
+func (f fakeQueries) StockHistory(context.Context, ports.HistoryFilter) (ports.HistoryPage, error) {
+	f.fail()
+	return ports.HistoryPage{}, f.err
+}
+
+func (f fakeQueries) Routes(context.Context, ports.RouteFilter) (ports.RoutePage, error) {
+	f.fail()
+	return ports.RoutePage{}, f.err
+}
+
+func (f fakeQueries) InTransit(context.Context, domain.WarehouseID) ([]domain.TransitLoad, error) {
+	f.fail()
+	return nil, f.err
+}
+
+func (f fakeQueries) Event(context.Context, string, string) (domain.StoredEvent, error) {
+	f.fail()
+	return domain.StoredEvent{}, f.err
+}

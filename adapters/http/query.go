@@ -15,7 +15,7 @@ import (
 )
 
 // readQuery returns the query parameters of an /api request, refusing (400) any name
-// not in allowed and any name given twice: a misspelt filter that silently returned
+// not in allowed, any name given twice and any empty value: a misspelt filter that silently returned
 // everything would be worse than an error.
 func readQuery(c *fiber.Ctx, allowed ...string) (map[string]string, error) {
 	args := c.Context().QueryArgs()
@@ -39,6 +39,10 @@ func readQuery(c *fiber.Ctx, allowed ...string) (map[string]string, error) {
 			err = &requestError{detail: "query parameter " + name + " is given more than once"}
 			return
 		}
+		if len(v) == 0 {
+			err = &requestError{detail: "query parameter " + name + " is empty; leave it out instead"}
+			return
+		}
 		query[name] = string(v)
 	})
 	return query, err
@@ -51,17 +55,52 @@ func unknownParameter(allowed []string) error {
 	return &requestError{detail: "unknown query parameter: this route takes " + strings.Join(allowed, ", ")}
 }
 
-// parseLimit reads the optional limit: 1..ports.MaxListLimit, default ports.DefaultListLimit.
+// parseLimit reads the optional limit as an integer, ports.DefaultListLimit when absent;
+// application.Queries checks its range.
 func parseLimit(query map[string]string) (int, error) {
 	v, ok := query["limit"]
 	if !ok {
 		return ports.DefaultListLimit, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > ports.MaxListLimit {
+	if err != nil {
 		return 0, errBadLimit
 	}
 	return n, nil
+}
+
+// optionalID parses the UUID query parameter name, nil when absent.
+func optionalID[T any](query map[string]string, name string, parse func(string) (T, error)) (*T, error) {
+	v, ok := query[name]
+	if !ok {
+		return nil, nil
+	}
+	id, err := parse(v)
+	if err != nil {
+		return nil, &domain.FieldError{Field: name, Rule: "is not a canonical UUID"}
+	}
+	return &id, nil
+}
+
+// optionalTime parses the RFC 3339 query parameter name, zero when absent.
+func optionalTime(query map[string]string, name string) (time.Time, error) {
+	v, ok := query[name]
+	if !ok {
+		return time.Time{}, nil
+	}
+	return parseTime(name, v)
+}
+
+// maxDuration bounds a duration parameter: a hundred years covers any ledger.
+const maxDuration = 100 * 365 * 24 * time.Hour
+
+// parseDuration reads a positive Go duration ("48h", "90m") of at most maxDuration.
+func parseDuration(field, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > maxDuration {
+		return 0, &domain.FieldError{Field: field, Rule: "is not a positive duration such as 48h or 90m, at most 876000h"}
+	}
+	return d, nil
 }
 
 var errBadLimit = &requestError{detail: "limit is not an integer from 1 to " + strconv.Itoa(ports.MaxListLimit)}

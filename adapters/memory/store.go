@@ -22,6 +22,9 @@ type Store struct {
 	mu        sync.Mutex
 	ledger    *domain.Ledger
 	updatedAt map[domain.StockKey]time.Time
+	seq       int64
+	events    map[domain.StockKey][]*domain.StoredEvent // in ledger order
+	byID      map[domain.Identity]*domain.StoredEvent
 }
 
 var _ ports.Store = (*Store)(nil)
@@ -31,7 +34,10 @@ func NewStore() *Store { return NewStoreWithClock(time.Now) }
 
 // NewStoreWithClock returns an empty store that stamps stock rows with now.
 func NewStoreWithClock(now func() time.Time) *Store {
-	return &Store{now: now, ledger: domain.NewLedger(), updatedAt: make(map[domain.StockKey]time.Time)}
+	return &Store{
+		now: now, ledger: domain.NewLedger(), updatedAt: make(map[domain.StockKey]time.Time),
+		events: make(map[domain.StockKey][]*domain.StoredEvent), byID: make(map[domain.Identity]*domain.StoredEvent),
+	}
 }
 
 // Apply judges and records events in order under the store's lock, so concurrent batches
@@ -47,6 +53,10 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 	for i, e := range events {
 		if results[i] = s.ledger.Apply(e); results[i] == nil {
 			s.updatedAt[e.StockKey()] = now
+			s.seq++
+			se := &domain.StoredEvent{Event: e, Seq: s.seq, RecordedAt: now}
+			s.events[e.StockKey()] = append(s.events[e.StockKey()], se)
+			s.byID[e.Identity()] = se
 		}
 	}
 	return results, nil
@@ -119,6 +129,9 @@ func (s *Store) Movements(ctx context.Context, f ports.MovementFilter) (ports.Mo
 }
 
 func matches(m domain.Movement, f ports.MovementFilter) bool {
+	if !f.DepartedBefore.IsZero() && (m.Departure == nil || !m.Departure.Timestamp.Before(f.DepartedBefore)) {
+		return false
+	}
 	if f.Warehouse != nil && !atWarehouse(m.Departure, *f.Warehouse) && !atWarehouse(m.Arrival, *f.Warehouse) {
 		return false
 	}

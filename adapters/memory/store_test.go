@@ -12,3 +12,8 @@ func TestStoreContract(t *testing.T) {
 	shared := memory.NewStore()
 	portstest.Store(t, func(*testing.T) ports.Store { return shared })
 }
+
+func TestHistoryContract(t *testing.T) {
+	shared := memory.NewStore()
+	portstest.History(t, func(*testing.T) ports.Store { return shared })
+}

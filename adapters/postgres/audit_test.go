@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"warehouse/adapters/postgres"
 	"warehouse/adapters/postgres/pgtest"
@@ -45,5 +48,59 @@ func TestAuditDetectsCorruption(t *testing.T) {
 	}
 	if r.MovementMismatches[0].String() != x.Movement.String() {
 		t.Errorf("movement mismatch = %s, want %s", r.MovementMismatches[0], x.Movement)
+	}
+}
+
+// TestAuditChecksHistory: the audit recomputes the derived data of the ledger's past (a
+// hot row's checkpoints, its event count and its checkpoint_at) and reports each kind
+// of corruption.
+func TestAuditChecksHistory(t *testing.T) {
+	db := pgtest.MustOpen(t, pgtest.MustDatabase(t))
+	store := postgres.NewStore(db)
+	ctx := context.Background()
+	w, p := domain.WarehouseID(uuid.New()), domain.ProductID(uuid.New())
+	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for b := 0; b < 2500; b += 500 { // 2 500 events: two checkpoints
+		var batch []domain.Event
+		for i := b; i < b+500; i++ {
+			batch = append(batch, portstest.Event(domain.Arrival, domain.MovementID(uuid.New()), w, p, 1,
+				base.Add(time.Duration(i)*time.Second).Format(time.RFC3339)))
+		}
+		if _, err := store.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A late event lands before both checkpoints.
+	late := portstest.Event(domain.Arrival, domain.MovementID(uuid.New()), w, p, 5, base.Add(-time.Hour).Format(time.RFC3339))
+	if _, err := store.Apply(ctx, []domain.Event{late}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Sound() || r.Checkpoints != 2 {
+		t.Fatalf("clean ledger: sound %v, %d checkpoints (want 2): %+v", r.Sound(), r.Checkpoints, r)
+	}
+	for _, corrupt := range []string{
+		"UPDATE stock_checkpoints SET balance = balance + 1 WHERE at = (SELECT min(at) FROM stock_checkpoints)",
+		"UPDATE stock SET events = events - 1",
+		"UPDATE stock SET checkpoint_at = checkpoint_at - interval '1 second'",
+	} {
+		if _, err := db.ExecContext(ctx, corrupt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err = store.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sound() || len(r.CheckpointMismatches) != 1 || len(r.EventCountMismatches) != 1 || r.StaleCheckpointRows != 1 {
+		t.Fatalf("corrupted: %d checkpoint mismatches, %d event-count mismatches, %d stale rows; want 1 of each",
+			len(r.CheckpointMismatches), len(r.EventCountMismatches), r.StaleCheckpointRows)
+	}
+	c := r.CheckpointMismatches[0]
+	if c.ComputedBalance == nil || c.StoredBalance != *c.ComputedBalance+1 {
+		t.Errorf("checkpoint mismatch %+v, want stored one more than computed", c)
 	}
 }

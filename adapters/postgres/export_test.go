@@ -22,3 +22,13 @@ func (s *Store) AdmitList(ctx context.Context) (release func(), err error) { ret
 
 // ListQueries is how many list queries may run at once.
 func (s *Store) ListQueries() int { return cap(s.listSlots) }
+
+// The queries of the ledger's past, for the plan test.
+const (
+	FoldBefore         = foldBefore
+	WarehouseAsOfQuery = warehouseAsOfQuery
+	HistoryQuery       = historyQuery
+	RoutesQuery        = routesQuery
+	InTransitQuery     = inTransitQuery
+	EventQuery         = eventQuery
+)

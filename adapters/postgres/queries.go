@@ -210,6 +210,10 @@ func movementsQuery(f ports.MovementFilter) (string, []any) {
 	if !f.Until.IsZero() {
 		add("moved_at < ?", f.Until.UTC())
 	}
+	if !f.DepartedBefore.IsZero() {
+		// With a departure, moved_at is the departure's time: the range stays on the index.
+		add("departure_at IS NOT NULL AND moved_at < ?", f.DepartedBefore.UTC())
+	}
 	if f.After != nil {
 		add("(moved_at, movement_id) < (?, ?)", f.After.Time.UTC(), f.After.ID.String())
 	}

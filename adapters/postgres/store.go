@@ -284,6 +284,11 @@ type stockRows struct {
 	// quantities holds every row that exists, placeholders included (at 0): the
 	// quantity the batch's final stock is a compare-and-set against.
 	quantities map[domain.StockKey]int64
+	// events counts the events of each row that exists, compared too: any commit to a
+	// row changes it, even one whose events add up to nothing.
+	events map[domain.StockKey]int64
+	// checkpointAt is the time of the newest checkpoint of each row that has one.
+	checkpointAt map[domain.StockKey]time.Time
 	// placeholders are the rows lockStock inserted to lock keys that had none; no
 	// event has been judged against them, and those no stored event needs are deleted.
 	placeholders map[domain.StockKey]bool
@@ -315,7 +320,7 @@ func keyArrays(keys []domain.StockKey) (ws, ps [][16]byte) {
 // readStock reads the batch's stock rows as they are committed, without locking them.
 func readStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows, error) {
 	ws, ps := keyArrays(sortedStockKeys(events))
-	rows, err := query(ctx, tx, `SELECT s.warehouse_id, s.product_id, s.quantity, false
+	rows, err := query(ctx, tx, `SELECT s.warehouse_id, s.product_id, s.quantity, false, s.events, s.checkpoint_at
 		FROM unnest($1::uuid[], $2::uuid[]) AS t(w, p)
 		JOIN stock s ON s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps)
 	if err != nil {
@@ -334,28 +339,36 @@ func lockStock(ctx context.Context, tx pgx.Tx, events []domain.Event) (stockRows
 	rows, err := query(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
 		SELECT w, p, 0 FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS t(w, p, n) ORDER BY n
 		ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = stock.quantity
-		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted`, ws, ps)
+		RETURNING warehouse_id, product_id, quantity, (xmax = 0) AS inserted, events, checkpoint_at`, ws, ps)
 	if err != nil {
 		return stockRows{}, fmt.Errorf("lock stock: %w", err)
 	}
 	return scanStock(rows, len(ws))
 }
 
-// scanStock reads rows of (warehouse, product, quantity, placeholder) and closes them.
+// scanStock reads rows of (warehouse, product, quantity, placeholder, events,
+// checkpoint_at) and closes them.
 func scanStock(rows pgx.Rows, n int) (stockRows, error) {
 	defer rows.Close()
-	st := stockRows{quantities: make(map[domain.StockKey]int64, n), placeholders: make(map[domain.StockKey]bool)}
+	st := stockRows{
+		quantities: make(map[domain.StockKey]int64, n), events: make(map[domain.StockKey]int64, n),
+		checkpointAt: make(map[domain.StockKey]time.Time), placeholders: make(map[domain.StockKey]bool),
+	}
 	for rows.Next() {
 		var (
-			w, p        uuid.UUID
-			q           int64
-			placeholder bool
+			w, p         uuid.UUID
+			q, events    int64
+			placeholder  bool
+			checkpointAt *time.Time
 		)
-		if err := rows.Scan(&w, &p, &q, &placeholder); err != nil {
+		if err := rows.Scan(&w, &p, &q, &placeholder, &events, &checkpointAt); err != nil {
 			return stockRows{}, fmt.Errorf("stock: %w", err)
 		}
 		k := domain.StockKey{Warehouse: domain.WarehouseID(w), Product: domain.ProductID(p)}
-		st.quantities[k] = q
+		st.quantities[k], st.events[k] = q, events
+		if checkpointAt != nil {
+			st.checkpointAt[k] = *checkpointAt
+		}
 		if placeholder {
 			st.placeholders[k] = true
 		}
@@ -378,6 +391,11 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 			return err
 		}
 		if err := writeStock(ctx, tx, stored, l, stock); err != nil {
+			return err
+		}
+		// After the stock rows: the batch holds their locks, so no other batch changes
+		// the checkpoints of its rows until it commits.
+		if err := writeCheckpoints(ctx, tx, stored, l, stock); err != nil {
 			return err
 		}
 	}
@@ -502,26 +520,29 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 	return nil
 }
 
-// writeStock writes the final quantity of every stock row a stored event changed, in
-// sorted key order: an existing row by compare-and-set on the quantity the batch read,
-// a new one by a plain insert. A row that changed since, or that a concurrent batch
-// created, means a race this batch lost.
+// writeStock writes the final quantity and event count of every stock row a stored
+// event changed, in sorted key order: an existing row by compare-and-set on the quantity
+// and event count the batch read, a new one by a plain insert. A row that changed since,
+// or that a concurrent batch created, means a race this batch lost.
 func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
+	counts := eventCounts(stored)
 	var upd, ins stockColumns
 	for _, k := range sortedStockKeys(stored) {
 		q, _ := l.Stock(k)
 		if was, ok := stock.quantities[k]; ok {
-			upd.add(k, q)
+			upd.add(k, q, counts[k])
 			upd.expected = append(upd.expected, was)
+			upd.expectedEvents = append(upd.expectedEvents, stock.events[k])
 		} else {
-			ins.add(k, q)
+			ins.add(k, q, counts[k])
 		}
 	}
 	if len(upd.ws) > 0 {
-		res, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, updated_at = now()
-			FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS u(w, p, q, was)
-			WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.was`,
-			upd.ws, upd.ps, upd.qs, upd.expected)
+		res, err := exec(ctx, tx, `UPDATE stock s SET quantity = u.q, events = s.events + u.n, updated_at = now()
+			FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+				AS u(w, p, q, n, was, was_events)
+			WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.was AND s.events = u.was_events`,
+			upd.ws, upd.ps, upd.qs, upd.ns, upd.expected, upd.expectedEvents)
 		if err != nil {
 			return fmt.Errorf("update stock: %w", err)
 		}
@@ -530,8 +551,8 @@ func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain
 		}
 	}
 	if len(ins.ws) > 0 {
-		_, err := exec(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[])`, ins.ws, ins.ps, ins.qs)
+		_, err := exec(ctx, tx, `INSERT INTO stock (warehouse_id, product_id, quantity, events)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[])`, ins.ws, ins.ps, ins.qs, ins.ns)
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
 			return errLostRace
@@ -545,12 +566,23 @@ func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain
 
 // stockColumns holds stock rows as parallel arrays for unnest.
 type stockColumns struct {
-	ws, ps       [][16]byte
-	qs, expected []int64
+	ws, ps                   [][16]byte
+	qs, ns                   []int64
+	expected, expectedEvents []int64
 }
 
-func (c *stockColumns) add(k domain.StockKey, q int64) {
-	c.ws, c.ps, c.qs = append(c.ws, [16]byte(k.Warehouse)), append(c.ps, [16]byte(k.Product)), append(c.qs, q)
+func (c *stockColumns) add(k domain.StockKey, q, n int64) {
+	c.ws, c.ps = append(c.ws, [16]byte(k.Warehouse)), append(c.ps, [16]byte(k.Product))
+	c.qs, c.ns = append(c.qs, q), append(c.ns, n)
+}
+
+// eventCounts counts the events of each stock row.
+func eventCounts(events []domain.Event) map[domain.StockKey]int64 {
+	counts := make(map[domain.StockKey]int64, len(events))
+	for _, e := range events {
+		counts[e.StockKey()]++
+	}
+	return counts
 }
 
 // legColumns holds one leg of many movements as parallel arrays for unnest; a leg not

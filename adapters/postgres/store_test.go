@@ -52,3 +52,8 @@ func mustFailStockWrites(t *testing.T, db *bun.DB, k domain.StockKey) (restore f
 	t.Cleanup(restore)
 	return restore
 }
+
+func TestHistoryContract(t *testing.T) {
+	store := postgres.NewStore(pgtest.MustOpen(t, pgtest.MustDatabase(t)))
+	portstest.History(t, func(*testing.T) ports.Store { return store })
+}
