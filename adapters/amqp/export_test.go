@@ -52,3 +52,14 @@ func PropertiesSize(msg amqp091.Publishing) int { return propertiesSize(msg) }
 
 // SetFrameMax makes a consumer propose frameMax as its connections' frame_max.
 func SetFrameMax(o *ConsumerOptions, frameMax int) { o.frameMax = frameMax }
+
+// readerConn is a net.Conn that only reads, from r.
+type readerConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// GuardReader returns what a client reads of r through a frameGuard.
+func GuardReader(r io.Reader) io.Reader { return newFrameGuard(readerConn{r: r}, 131072) }

@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/binary"
@@ -48,6 +49,7 @@ const (
 // as it reads it, so memory stays bounded whatever the frame size.
 type frameGuard struct {
 	net.Conn
+	r         *bufio.Reader // over Conn: a frame boundary must not cost a system call
 	key       string
 	clientMax int // the frame_max the client proposes
 
@@ -56,36 +58,72 @@ type frameGuard struct {
 	pending   []byte // bytes to hand out before reading on
 }
 
+// guardBuffer is the guard's read buffer: reading the broker's bytes in chunks of this
+// size keeps frame boundaries (7-byte headers) from costing a system call each.
+const guardBuffer = 64 << 10
+
 // newFrameGuard wraps conn, under a client that proposes clientMax as frame_max.
 func newFrameGuard(conn net.Conn, clientMax int) *frameGuard {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return &frameGuard{Conn: conn, clientMax: clientMax, key: "x-headers-dropped-" + hex.EncodeToString(b[:])}
+	return &frameGuard{
+		Conn: conn, r: bufio.NewReaderSize(conn, guardBuffer), clientMax: clientMax,
+		key: "x-headers-dropped-" + hex.EncodeToString(b[:]),
+	}
 }
 
-// Read hands out the broker's bytes, with oversized content headers rewritten.
+// Read hands out the broker's bytes, with oversized content headers rewritten. It fills
+// p with as many frames as its buffer holds, so that the client's own buffered reader
+// calls it about once per chunk rather than once or twice per frame; it blocks only when
+// it has nothing yet to hand out.
 func (g *frameGuard) Read(p []byte) (int, error) {
-	for {
-		if len(g.pending) > 0 {
-			n := copy(p, g.pending)
-			g.pending = g.pending[n:]
-			return n, nil
-		}
-		if g.remaining > 0 {
-			n, err := g.Conn.Read(p[:min(len(p), g.remaining)])
-			g.remaining -= n
-			return n, err
-		}
-		if err := g.nextFrame(); err != nil {
-			return 0, err
+	n := 0
+	for n < len(p) {
+		switch {
+		case len(g.pending) > 0:
+			c := copy(p[n:], g.pending)
+			g.pending = g.pending[c:]
+			n += c
+		case g.remaining > 0:
+			if n > 0 && g.r.Buffered() == 0 {
+				return n, nil
+			}
+			c, err := g.r.Read(p[n : n+min(len(p)-n, g.remaining)])
+			g.remaining -= c
+			n += c
+			if err != nil {
+				return n, err
+			}
+		default: // a frame boundary
+			if n > 0 && !g.passesThrough() {
+				return n, nil // the next frame may block or needs rewriting: later
+			}
+			if err := g.nextFrame(); err != nil {
+				if n > 0 {
+					return n, nil // the error comes again on the next call
+				}
+				return 0, err
+			}
 		}
 	}
+	return n, nil
+}
+
+// passesThrough reports whether the next frame's header is buffered and its frame goes
+// through unchanged, so that starting it cannot block or rewrite.
+func (g *frameGuard) passesThrough() bool {
+	if g.r.Buffered() < 7 || g.frameMax == 0 {
+		return false
+	}
+	h, _ := g.r.Peek(7)
+	size := int(binary.BigEndian.Uint32(h[3:7]))
+	return !(h[0] == frameHeader && size > g.frameMax-frameOverhead)
 }
 
 // nextFrame reads the start of the next frame and decides what to do with it.
 func (g *frameGuard) nextFrame() error {
 	var h [7]byte
-	if _, err := io.ReadFull(g.Conn, h[:]); err != nil {
+	if _, err := io.ReadFull(g.r, h[:]); err != nil {
 		return err
 	}
 	typ, channel, size := h[0], binary.BigEndian.Uint16(h[1:3]), int(binary.BigEndian.Uint32(h[3:7]))
@@ -94,7 +132,7 @@ func (g *frameGuard) nextFrame() error {
 		// Before the tune, only small connection methods come: read them whole.
 		frame := make([]byte, 7+size+1)
 		copy(frame, h[:])
-		if _, err := io.ReadFull(g.Conn, frame[7:]); err != nil {
+		if _, err := io.ReadFull(g.r, frame[7:]); err != nil {
 			return noEOF(err)
 		}
 		g.readTune(frame[7 : 7+size])
@@ -131,7 +169,7 @@ var errMalformedHeader = errors.New("malformed content header frame from the bro
 // rewriteHeader reads a content header frame of size bytes whose start has been read and
 // returns it with its headers table replaced.
 func (g *frameGuard) rewriteHeader(channel uint16, size int) ([]byte, error) {
-	r := &io.LimitedReader{R: g.Conn, N: int64(size)}
+	r := &io.LimitedReader{R: g.r, N: int64(size)}
 	out := bytes.NewBuffer(make([]byte, 7, 7+512))
 	// class, weight, body size, property flags
 	if _, err := io.CopyN(out, r, 14); err != nil {
@@ -166,7 +204,7 @@ func (g *frameGuard) rewriteHeader(channel uint16, size int) ([]byte, error) {
 		return nil, errMalformedHeader
 	}
 	var end [1]byte
-	if _, err := io.ReadFull(g.Conn, end[:]); err != nil {
+	if _, err := io.ReadFull(g.r, end[:]); err != nil {
 		return nil, noEOF(err)
 	}
 	if end[0] != frameEnd {

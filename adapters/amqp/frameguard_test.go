@@ -1,11 +1,13 @@
 package amqp_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	amqpadapter "warehouse/adapters/amqp"
 )
@@ -135,4 +137,75 @@ func FuzzFrameGuard(f *testing.F) {
 			t.Fatalf("a stream without oversized frames changed")
 		}
 	})
+}
+
+// BenchmarkFrameGuard reads a stream of deliveries (method, content header and body
+// frames, as the broker sends them) through a buffered reader like the client's, with
+// and without the guard between it and the socket.
+func BenchmarkFrameGuard(b *testing.B) {
+	var stream []byte
+	stream = append(stream, tune(131072)...)
+	deliver := frame(1, 1, append([]byte{0, 60, 0, 60}, bytes.Repeat([]byte{7}, 60)...))
+	header := frame(2, 1, contentHeader(420, 40))
+	body := frame(3, 1, bytes.Repeat([]byte{'x'}, 420))
+	const deliveries = 10000
+	for range deliveries {
+		stream = append(append(append(stream, deliver...), header...), body...)
+	}
+	for _, guarded := range []bool{false, true} {
+		name := "bare"
+		if guarded {
+			name = "guarded"
+		}
+		b.Run(name, func(b *testing.B) {
+			buf := make([]byte, 4096)
+			b.SetBytes(int64(len(stream)))
+			for range b.N {
+				var r io.Reader = bytes.NewReader(stream)
+				if guarded {
+					r = amqpadapter.GuardReader(r)
+				}
+				br := bufio.NewReaderSize(r, 4096)
+				for {
+					if _, err := br.Read(buf); err != nil {
+						break
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*deliveries), "ns/delivery")
+		})
+	}
+}
+
+// TestFrameGuardDoesNotHoldBytes: the guard hands out every byte the broker has sent,
+// without waiting for more; a frame held back (a heartbeat, say) would stall the client.
+func TestFrameGuardDoesNotHoldBytes(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	sent := append(tune(131072), frame(8, 0, nil)...)
+	sent = append(sent, frame(3, 1, []byte("half a body"))...)
+	go func() { _, _ = pw.Write(sent) }()
+	g := amqpadapter.GuardReader(pr)
+	got := make([]byte, 0, len(sent))
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for len(got) < len(sent) {
+			n, err := g.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil || !bytes.Equal(got, sent) {
+			t.Fatalf("read %d of %d bytes: %v", len(got), len(sent), err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the guard held bytes back while the broker sent nothing more")
+	}
 }
