@@ -117,7 +117,7 @@ func (g *frameGuard) passesThrough() bool {
 	}
 	h, _ := g.r.Peek(7)
 	size := int(binary.BigEndian.Uint32(h[3:7]))
-	return !(h[0] == frameHeader && size > g.frameMax-frameOverhead)
+	return h[0] != frameHeader || size <= g.frameMax-frameOverhead
 }
 
 // nextFrame reads the start of the next frame and decides what to do with it.
