@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gocache "github.com/eko/gocache/lib/v4/cache"
@@ -48,6 +49,10 @@ type Queries struct {
 
 	movements *gocache.Cache[domain.Movement]
 	stock     *gocache.Cache[domain.Stock]
+	routes    *gocache.Cache[ports.RoutePage]
+	// routeEpoch is part of every route key: a change to any movement bumps it, so that
+	// every cached route answer is dropped at once (they are few, and each may cover it).
+	routeEpoch atomic.Uint64
 
 	flight singleflight.Group
 	seed   maphash.Seed
@@ -55,6 +60,7 @@ type Queries struct {
 
 	movementHits, movementMisses prometheus.Counter
 	stockHits, stockMisses       prometheus.Counter
+	routeHits, routeMisses       prometheus.Counter
 }
 
 // generation counts the invalidations of the keys of one stripe. Its mutex makes "check
@@ -75,11 +81,11 @@ var (
 func NewQueries(next ports.Queries, opts Options, reg prometheus.Registerer) *Queries {
 	hits := registerCounterVec(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cache_hits_total",
-		Help: "Point reads answered from the cache, by kind (movement or stock).",
+		Help: "Reads answered from the cache, by kind (movement, stock or routes).",
 	}, []string{"kind"}))
 	misses := registerCounterVec(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cache_misses_total",
-		Help: "Point reads the cache had to pass on, by kind (movement or stock).",
+		Help: "Reads the cache had to pass on, by kind (movement, stock or routes).",
 	}, []string{"kind"}))
 	q := &Queries{
 		next:           next,
@@ -90,6 +96,8 @@ func NewQueries(next ports.Queries, opts Options, reg prometheus.Registerer) *Qu
 		movementMisses: misses.WithLabelValues("movement"),
 		stockHits:      hits.WithLabelValues("stock"),
 		stockMisses:    misses.WithLabelValues("stock"),
+		routeHits:      hits.WithLabelValues("routes"),
+		routeMisses:    misses.WithLabelValues("routes"),
 	}
 	if q.enabled {
 		// One store for both kinds, so Size bounds the whole cache; the key prefixes keep
@@ -97,6 +105,7 @@ func NewQueries(next ports.Queries, opts Options, reg prometheus.Registerer) *Qu
 		s := NewLRUStore(opts.Size, opts.TTL)
 		q.movements = gocache.New[domain.Movement](s)
 		q.stock = gocache.New[domain.Stock](s)
+		q.routes = gocache.New[ports.RoutePage](s)
 	}
 	return q
 }
@@ -152,6 +161,9 @@ func (q *Queries) WarehouseStock(ctx context.Context, f ports.StockFilter) (port
 func (q *Queries) Notify(ctx context.Context, c ports.Changes) {
 	if !q.enabled {
 		return
+	}
+	if len(c.Movements) > 0 {
+		q.routeEpoch.Add(1)
 	}
 	for _, id := range c.Movements {
 		q.invalidate(ctx, q.movements.Delete, movementKey(id))

@@ -169,13 +169,15 @@ func TestHit(t *testing.T) {
 		t.Fatalf("next called %d times for two reads of two keys, want 2", n)
 	}
 	want := `
-# HELP cache_hits_total Point reads answered from the cache, by kind (movement or stock).
+# HELP cache_hits_total Reads answered from the cache, by kind (movement, stock or routes).
 # TYPE cache_hits_total counter
 cache_hits_total{kind="movement"} 1
+cache_hits_total{kind="routes"} 0
 cache_hits_total{kind="stock"} 1
-# HELP cache_misses_total Point reads the cache had to pass on, by kind (movement or stock).
+# HELP cache_misses_total Reads the cache had to pass on, by kind (movement, stock or routes).
 # TYPE cache_misses_total counter
 cache_misses_total{kind="movement"} 1
+cache_misses_total{kind="routes"} 0
 cache_misses_total{kind="stock"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cache_hits_total", "cache_misses_total"); err != nil {
@@ -429,9 +431,10 @@ func TestSharedRegistry(t *testing.T) {
 		mustStock(t, q, s)
 	}
 	want := `
-# HELP cache_misses_total Point reads the cache had to pass on, by kind (movement or stock).
+# HELP cache_misses_total Reads the cache had to pass on, by kind (movement, stock or routes).
 # TYPE cache_misses_total counter
 cache_misses_total{kind="movement"} 0
+cache_misses_total{kind="routes"} 0
 cache_misses_total{kind="stock"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cache_misses_total"); err != nil {

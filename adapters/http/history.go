@@ -72,18 +72,8 @@ func (a api) history(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out := historyList{Items: make([]historyJSON, 0, len(page.Items))}
-	for _, h := range page.Items {
-		out.Items = append(out.Items, historyJSON{
-			MovementID: h.MovementID.String(), Event: string(h.Kind), Source: h.Source, EventID: h.EventID,
-			Timestamp: formatTime(h.Position.Timestamp), RecordedAt: formatTime(h.RecordedAt), Delta: h.Delta, Balance: h.Balance,
-		})
-	}
-	if page.Next != nil {
-		next := encodeHistoryCursor(*page.Next)
-		out.NextCursor = &next
-	}
-	return c.JSON(out)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(appendHistoryPage(make([]byte, 0, 64+240*len(page.Items)), page))
 }
 
 func (a api) routesList(c *fiber.Ctx) error {

@@ -102,9 +102,9 @@ func TestListAdmission(t *testing.T) {
 }
 
 // TestListAdmissionDefaults: the default number of list slots leaves the pool room for
-// the coalesced point reads (4 of each kind) and for ingest.
+// the coalesced point reads (4 of each kind), the coalesced as-of and history reads (2 each) and ingest.
 func TestListAdmissionDefaults(t *testing.T) {
-	for _, tc := range []struct{ pool, want int }{{16, 6}, {32, 22}, {11, 1}, {4, 1}, {0, 8}} {
+	for _, tc := range []struct{ pool, want int }{{16, 2}, {32, 18}, {15, 1}, {4, 1}, {0, 8}} {
 		db, err := postgres.Open(postgres.Options{URL: pgtest.DefaultURL, MaxConns: tc.pool})
 		if err != nil {
 			t.Fatal(err)

@@ -60,7 +60,8 @@ func TestAuditChecksHistory(t *testing.T) {
 	ctx := context.Background()
 	w, p := domain.WarehouseID(uuid.New()), domain.ProductID(uuid.New())
 	base := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	for b := 0; b < 2500; b += 500 { // 2 500 events: two checkpoints
+	const n = 2500 // in time order: a checkpoint every CheckpointEvery of them
+	for b := 0; b < n; b += 500 {
 		var batch []domain.Event
 		for i := b; i < b+500; i++ {
 			batch = append(batch, portstest.Event(domain.Arrival, domain.MovementID(uuid.New()), w, p, 1,
@@ -70,7 +71,7 @@ func TestAuditChecksHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A late event lands before both checkpoints.
+	// A late event lands before every checkpoint.
 	late := portstest.Event(domain.Arrival, domain.MovementID(uuid.New()), w, p, 5, base.Add(-time.Hour).Format(time.RFC3339))
 	if _, err := store.Apply(ctx, []domain.Event{late}); err != nil {
 		t.Fatal(err)
@@ -79,8 +80,8 @@ func TestAuditChecksHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Sound() || r.Checkpoints != 2 {
-		t.Fatalf("clean ledger: sound %v, %d checkpoints (want 2): %+v", r.Sound(), r.Checkpoints, r)
+	if want := int64(n / postgres.CheckpointEvery); !r.Sound() || r.Checkpoints != want {
+		t.Fatalf("clean ledger: sound %v, %d checkpoints (want %d): %+v", r.Sound(), r.Checkpoints, want, r)
 	}
 	for _, corrupt := range []string{
 		"UPDATE stock_checkpoints SET balance = balance + 1 WHERE at = (SELECT min(at) FROM stock_checkpoints)",

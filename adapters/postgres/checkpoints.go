@@ -11,9 +11,10 @@ import (
 )
 
 // checkpointEvery is how many events of a stock row lie between two of its checkpoints:
-// as-of sums at most about that many index entries after the nearest checkpoint, and a
-// late event updates at most one checkpoint per that many events after it.
-const checkpointEvery = 1000
+// as-of sums at most about that many index entries after the nearest checkpoint (fewer
+// than a tenth of a millisecond of PostgreSQL's time), and a late event updates one
+// checkpoint per that many events after it.
+const checkpointEvery = 128
 
 // writeCheckpoints keeps the checkpoints of the batch's stock rows right (see the
 // create_ledger_history migration). It runs after writeStock, under the rows' locks:
@@ -22,7 +23,8 @@ const checkpointEvery = 1000
 //     a new event's seq is greater than any checkpoint's, so an event dated exactly at a
 //     checkpoint comes after it);
 //  2. a row whose event count passes a multiple of checkpointEvery gets a checkpoint at
-//     its newest position, where the balance is its quantity now (unless one is there).
+//     every checkpointEvery-th event after its newest checkpoint, each holding the running
+//     balance from it: several at once when one batch holds many of the row's events.
 //
 // In the usual case, events in time order and rows short of the next multiple, it sends
 // nothing.
@@ -50,32 +52,42 @@ func writeCheckpoints(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *
 			return fmt.Errorf("add late events to checkpoints: %w", err)
 		}
 	}
-	var cp stockColumns
+	var ws, ps [][16]byte
 	counts := eventCounts(stored)
 	for _, k := range sortedStockKeys(stored) {
 		was, n := stock.events[k], counts[k] // was is 0 for a new row
 		if was/checkpointEvery != (was+n)/checkpointEvery {
-			q, _ := l.Stock(k)
-			cp.add(k, q, was+n)
+			ws, ps = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product))
 		}
 	}
-	if len(cp.ws) == 0 {
+	if len(ws) == 0 {
 		return nil
 	}
-	if _, err := exec(ctx, tx, `WITH latest AS (
-			SELECT k.w, k.p, k.q, k.n, e.occurred_at, e.seq
-			FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS k(w, p, q, n)
-			CROSS JOIN LATERAL (SELECT occurred_at, seq FROM events
-				WHERE warehouse_id = k.w AND product_id = k.p ORDER BY occurred_at DESC, seq DESC LIMIT 1) e
+	// The events after a row's newest checkpoint are numbered in position order from
+	// it, with their running balance; every checkpointEvery-th becomes a checkpoint.
+	if _, err := exec(ctx, tx, `WITH newest AS (
+			SELECT k.w, k.p, c.at, c.seq, c.balance, c.events
+			FROM unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+			LEFT JOIN LATERAL (SELECT at, seq, balance, events FROM stock_checkpoints
+				WHERE warehouse_id = k.w AND product_id = k.p ORDER BY at DESC, seq DESC LIMIT 1) c ON true
+		), tail AS (
+			SELECT n.w, n.p, e.occurred_at, e.seq,
+			       coalesce(n.balance, 0) + sum(e.delta) OVER after AS balance,
+			       coalesce(n.events, 0) + count(*) OVER after AS events,
+			       count(*) OVER after AS rank
+			FROM newest n CROSS JOIN LATERAL (SELECT occurred_at, seq, delta FROM events
+				WHERE warehouse_id = n.w AND product_id = n.p
+				  AND (occurred_at, seq) > (coalesce(n.at, '-infinity'), coalesce(n.seq, 0))) e
+			WINDOW after AS (PARTITION BY n.w, n.p ORDER BY e.occurred_at, e.seq ROWS UNBOUNDED PRECEDING)
 		), made AS (
 			INSERT INTO stock_checkpoints (warehouse_id, product_id, at, seq, balance, events, updated_at)
-			SELECT w, p, occurred_at, seq, q, n, now() FROM latest
-			-- The newest position already holds a checkpoint when every event since was
-			-- late: step 1 brought it up to date.
-			ON CONFLICT DO NOTHING
+			SELECT w, p, occurred_at, seq, balance, events, now() FROM tail WHERE rank % $3 = 0
+			RETURNING warehouse_id, product_id, at
 		)
-		UPDATE stock s SET checkpoint_at = l.occurred_at FROM latest l WHERE s.warehouse_id = l.w AND s.product_id = l.p`,
-		cp.ws, cp.ps, cp.qs, cp.ns); err != nil {
+		UPDATE stock s SET checkpoint_at = m.at
+		FROM (SELECT warehouse_id, product_id, max(at) AS at FROM made GROUP BY 1, 2) m
+		WHERE s.warehouse_id = m.warehouse_id AND s.product_id = m.product_id`,
+		ws, ps, int64(checkpointEvery)); err != nil {
 		return fmt.Errorf("make checkpoints: %w", err)
 	}
 	return nil

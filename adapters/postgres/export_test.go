@@ -25,10 +25,16 @@ func (s *Store) ListQueries() int { return cap(s.listSlots) }
 
 // The queries of the ledger's past, for the plan test.
 const (
-	FoldBefore         = foldBefore
+	AsOfFolds          = asOfFolds
+	FoldsBefore        = foldsBefore
 	WarehouseAsOfQuery = warehouseAsOfQuery
-	HistoryQuery       = historyQuery
-	RoutesQuery        = routesQuery
+	HistoryPages       = historyPages
 	InTransitQuery     = inTransitQuery
 	EventQuery         = eventQuery
 )
+
+// CheckpointEvery is how many events of a stock row lie between two of its checkpoints.
+const CheckpointEvery = checkpointEvery
+
+// RoutesQuery builds the routes query of a filter, for the plan test.
+var RoutesQuery = routesQuery

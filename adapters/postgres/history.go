@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,54 +21,75 @@ import (
 // QueriesUseIndexes checks the plans on a large ledger) and takes a list slot (see
 // admitList): they are heavier than a point read and must not crowd ingest out of the pool.
 
-// foldBefore sums the events of one stock row whose position is before ($3, $4): the
-// nearest checkpoint before that position, plus the events between it and the position,
-// summed from events_history_idx alone. It returns the balance, the number of events and
-// the latest time one of them was stored.
-const foldBefore = `WITH cp AS (
-		SELECT at, seq, balance, events, updated_at FROM stock_checkpoints
-		WHERE warehouse_id = $1 AND product_id = $2 AND (at, seq) < ($3, $4)
-		ORDER BY at DESC, seq DESC LIMIT 1
-	), tail AS (
-		SELECT sum(delta) AS delta, count(*) AS n, max(stored_at) AS stored FROM events
-		WHERE warehouse_id = $1 AND product_id = $2 AND (occurred_at, seq) < ($3, $4)
-		  AND (occurred_at, seq) > (coalesce((SELECT at FROM cp), '-infinity'), coalesce((SELECT seq FROM cp), 0))
-	)
-	SELECT coalesce((SELECT balance FROM cp), 0) + coalesce(tail.delta, 0),
-	       coalesce((SELECT events FROM cp), 0) + tail.n,
-	       greatest((SELECT updated_at FROM cp), tail.stored)
-	FROM tail`
-
 // asOfPosition is the position just after every event dated at or before t.
 func asOfPosition(t time.Time) (time.Time, int64) { return t.UTC(), math.MaxInt64 }
 
-// fold runs foldBefore for (w, p) before the position (t, seq).
-func (s *Store) fold(ctx context.Context, w domain.WarehouseID, p domain.ProductID, t time.Time, seq int64) (
-	balance, events int64, updated *time.Time, err error,
-) {
-	row := s.db.DB.QueryRowContext(ctx, foldBefore, pgx.QueryExecModeCacheStatement, [16]byte(w), [16]byte(p), t, seq)
-	if err := row.Scan(&balance, &events, &updated); err != nil {
-		return 0, 0, nil, translate(err)
-	}
-	return balance, events, updated, nil
+// asOfKey is one as-of read: a stock row and an instant in microseconds (the ledger's
+// precision), comparable so that concurrent reads of the same can share an answer.
+type asOfKey struct {
+	key domain.StockKey
+	at  int64
 }
 
-// StockAsOf folds one stock row's events at or before asOf.
+// asOfFolds folds many (row, instant) pairs in one query, each as the nearest checkpoint
+// at or before the instant plus the events between it and the instant, summed from
+// events_history_idx alone; rows with no event by then are left out. It returns each
+// pair's ordinality, balance, event count and the latest time one of its events was stored.
+const asOfFolds = `SELECT k.n, f.balance, f.events, f.updated_at
+	FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) WITH ORDINALITY AS k(w, p, t, n)
+	CROSS JOIN LATERAL (
+		WITH cp AS (
+			SELECT at, seq, balance, events, updated_at FROM stock_checkpoints c
+			WHERE c.warehouse_id = k.w AND c.product_id = k.p AND c.at <= k.t
+			ORDER BY c.at DESC, c.seq DESC LIMIT 1
+		), tail AS (
+			SELECT sum(delta) AS delta, count(*) AS n, max(stored_at) AS stored FROM events e
+			WHERE e.warehouse_id = k.w AND e.product_id = k.p AND e.occurred_at <= k.t
+			  AND (e.occurred_at, e.seq) > (coalesce((SELECT at FROM cp), '-infinity'), coalesce((SELECT seq FROM cp), 0))
+		)
+		SELECT coalesce((SELECT balance FROM cp), 0) + coalesce(tail.delta, 0) AS balance,
+		       coalesce((SELECT events FROM cp), 0) + tail.n AS events,
+		       greatest((SELECT updated_at FROM cp), tail.stored) AS updated_at
+		FROM tail
+	) f
+	WHERE f.events > 0`
+
+// fetchAsOf folds the distinct as-of reads of keys.
+func (s *Store) fetchAsOf(ctx context.Context, keys []asOfKey) (map[asOfKey]domain.StockAsOf, error) {
+	ws, ps, ts := make([][16]byte, len(keys)), make([][16]byte, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		ws[i], ps[i], ts[i] = [16]byte(k.key.Warehouse), [16]byte(k.key.Product), time.UnixMicro(k.at).UTC()
+	}
+	rows, err := s.db.DB.QueryContext(ctx, asOfFolds, pgx.QueryExecModeCacheStatement, ws, ps, ts)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	found := make(map[asOfKey]domain.StockAsOf, len(keys))
+	for rows.Next() {
+		var (
+			n, q, events int64
+			updated      *time.Time
+		)
+		if err := rows.Scan(&n, &q, &events, &updated); err != nil {
+			return nil, translate(err)
+		}
+		k := keys[n-1]
+		found[k] = domain.StockAsOf{WarehouseID: k.key.Warehouse, ProductID: k.key.Product, Quantity: q,
+			AsOf: time.UnixMicro(k.at).UTC(), UpdatedAt: deref(updated).UTC()}
+	}
+	return found, translate(rows.Err())
+}
+
+// StockAsOf folds one stock row's events at or before asOf. Concurrent as-of reads are
+// coalesced like the point reads (see coalescer), one fold per read in a shared query.
 func (s *Store) StockAsOf(ctx context.Context, w domain.WarehouseID, p domain.ProductID, asOf time.Time) (domain.StockAsOf, error) {
-	release, err := s.admitList(ctx)
+	at := asOf.UTC().Truncate(time.Microsecond)
+	st, err := s.asOfReads.get(ctx, asOfKey{key: domain.StockKey{Warehouse: w, Product: p}, at: at.UnixMicro()})
 	if err != nil {
-		return domain.StockAsOf{}, fmt.Errorf("stock as of %s: %w", asOf.Format(time.RFC3339Nano), err)
+		return domain.StockAsOf{}, fmt.Errorf("stock of product %s at warehouse %s as of %s: %w", p, w, at.Format(time.RFC3339Nano), err)
 	}
-	defer release()
-	t, seq := asOfPosition(asOf)
-	q, n, updated, err := s.fold(ctx, w, p, t, seq)
-	if err != nil {
-		return domain.StockAsOf{}, fmt.Errorf("stock of product %s at warehouse %s as of %s: %w", p, w, asOf.Format(time.RFC3339Nano), err)
-	}
-	if n == 0 {
-		return domain.StockAsOf{}, fmt.Errorf("stock of product %s at warehouse %s as of %s: %w", p, w, asOf.Format(time.RFC3339Nano), domain.ErrNotFound)
-	}
-	return domain.StockAsOf{WarehouseID: w, ProductID: p, Quantity: q, AsOf: asOf.UTC(), UpdatedAt: deref(updated).UTC()}, nil
+	return st, nil
 }
 
 // warehouseAsOfQuery walks a warehouse's stock rows by product id (every row with events
@@ -133,20 +156,48 @@ func (s *Store) WarehouseStockAsOf(ctx context.Context, f ports.StockFilter, asO
 	return page, nil
 }
 
-// historyQuery reads one page of a stock row's events after the position ($3, $4) and
-// dated before $5: a range of events_history_idx, limit + 1 rows.
-const historyQuery = `SELECT occurred_at, seq, delta, movement_id, event, source, id, stored_at FROM events
-	WHERE warehouse_id = $1 AND product_id = $2 AND (occurred_at, seq) > ($3, $4) AND occurred_at < $5
-	ORDER BY occurred_at, seq LIMIT $6`
+// historyKey is one history page read: a stock row, the position after which the page
+// starts and the time before which it ends (in microseconds), and its size. Comparable,
+// so that concurrent reads of pages are coalesced like the point reads.
+type historyKey struct {
+	key           domain.StockKey
+	from, fromSeq int64
+	until         int64
+	limit         int
+}
 
-// StockHistory lists a stock row's events oldest first. The balance before the page is
-// one fold (foldBefore), whatever page came before: no page reads the ones before it.
+// historyPages reads many pages in one query: for each, by ordinality, the row's events
+// after the position ($3, $4) and dated before $5, limit $6 (a range of
+// events_history_idx each). It asks for one row more than the page, to know whether
+// another page follows.
+const historyPages = `SELECT k.n, e.occurred_at, e.seq, e.delta, e.movement_id, e.event, e.source, e.id, e.stored_at
+	FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[], $5::timestamptz[], $6::int[])
+		WITH ORDINALITY AS k(w, p, t, s, u, l, n)
+	CROSS JOIN LATERAL (SELECT occurred_at, seq, delta, movement_id, event, source, id, stored_at FROM events
+		WHERE warehouse_id = k.w AND product_id = k.p AND (occurred_at, seq) > (k.t, k.s) AND occurred_at < k.u
+		ORDER BY occurred_at, seq LIMIT k.l) e
+	ORDER BY k.n, e.occurred_at, e.seq`
+
+// foldsBefore folds many (row, position) pairs in one query: for each, by ordinality,
+// the nearest checkpoint before the position plus the events between the two, from
+// events_history_idx alone. A page's opening balance is this fold at its first entry.
+const foldsBefore = `SELECT k.n, f.balance
+	FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::bigint[]) WITH ORDINALITY AS k(w, p, t, s, n)
+	CROSS JOIN LATERAL (
+		WITH cp AS (
+			SELECT at, seq, balance FROM stock_checkpoints c
+			WHERE c.warehouse_id = k.w AND c.product_id = k.p AND (c.at, c.seq) < (k.t, k.s)
+			ORDER BY c.at DESC, c.seq DESC LIMIT 1
+		)
+		SELECT coalesce((SELECT balance FROM cp), 0) + coalesce(sum(e.delta), 0) AS balance FROM events e
+		WHERE e.warehouse_id = k.w AND e.product_id = k.p AND (e.occurred_at, e.seq) < (k.t, k.s)
+		  AND (e.occurred_at, e.seq) > (coalesce((SELECT at FROM cp), '-infinity'), coalesce((SELECT seq FROM cp), 0))
+	) f`
+
+// StockHistory lists a stock row's events oldest first, with their balances. Concurrent
+// page reads are coalesced (see coalescer): two statements answer a batch of them, one
+// for the pages and one for the balances before them.
 func (s *Store) StockHistory(ctx context.Context, f ports.HistoryFilter) (ports.HistoryPage, error) {
-	release, err := s.admitList(ctx)
-	if err != nil {
-		return ports.HistoryPage{}, fmt.Errorf("history of product %s at warehouse %s: %w", f.Product, f.Warehouse, err)
-	}
-	defer release()
 	// The page starts after the cursor, or at since: the position (since, 0) comes before
 	// every event dated since, whose seqs are positive.
 	from, fromSeq := minTime, int64(0)
@@ -160,56 +211,117 @@ func (s *Store) StockHistory(ctx context.Context, f ports.HistoryFilter) (ports.
 	if !f.Until.IsZero() {
 		until = f.Until.UTC()
 	}
-	page, err := s.historyPage(ctx, f, from, fromSeq, until)
+	page, err := s.historyReads.get(ctx, historyKey{
+		key:  domain.StockKey{Warehouse: f.Warehouse, Product: f.Product},
+		from: from.UnixMicro(), fromSeq: fromSeq, until: until.UnixMicro(), limit: f.Limit,
+	})
+	if errors.Is(err, domain.ErrNotFound) {
+		return ports.HistoryPage{}, nil // an empty page
+	}
 	if err != nil {
 		return ports.HistoryPage{}, fmt.Errorf("history of product %s at warehouse %s: %w", f.Product, f.Warehouse, err)
 	}
-	if len(page.Items) == 0 {
-		return page, nil
-	}
-	first := page.Items[0].Position
-	balance, _, _, err := s.fold(ctx, f.Warehouse, f.Product, first.Timestamp, first.Seq)
-	if err != nil {
-		return ports.HistoryPage{}, fmt.Errorf("balance before the history page: %w", err)
-	}
-	for i := range page.Items {
-		balance += page.Items[i].Delta
-		page.Items[i].Balance = balance
-	}
+	page.Items = slices.Clone(page.Items) // readers of the same page share the fetched one
 	return page, nil
 }
 
-// historyPage reads the entries of one page, without their balances.
-func (s *Store) historyPage(ctx context.Context, f ports.HistoryFilter, from time.Time, fromSeq int64, until time.Time) (ports.HistoryPage, error) {
-	rows, err := s.db.DB.QueryContext(ctx, historyQuery, pgx.QueryExecModeCacheStatement,
-		[16]byte(f.Warehouse), [16]byte(f.Product), from, fromSeq, until, f.Limit+1)
+// fetchHistory reads the pages of keys, with their balances; an empty page is absent.
+// Both statements run on one pgx connection: a page is many rows, and pgx decodes them
+// into typed values without database/sql's conversions.
+func (s *Store) fetchHistory(ctx context.Context, keys []historyKey) (map[historyKey]ports.HistoryPage, error) {
+	pages := make(map[historyKey]ports.HistoryPage, len(keys))
+	err := s.withPgx(ctx, func(c *pgx.Conn) error {
+		if err := readPages(ctx, c, keys, pages); err != nil {
+			return err
+		}
+		return openPages(ctx, c, keys, pages)
+	})
 	if err != nil {
-		return ports.HistoryPage{}, translate(err)
+		return nil, translate(err)
 	}
-	defer rows.Close()
-	var page ports.HistoryPage
-	for rows.Next() {
-		var (
-			h        domain.HistoryEntry
-			movement uuid.UUID
-			kind     string
-		)
-		if err := rows.Scan(&h.Position.Timestamp, &h.Position.Seq, &h.Delta, &movement, &kind, &h.Source, &h.EventID, &h.RecordedAt); err != nil {
-			return ports.HistoryPage{}, translate(err)
+	return pages, nil
+}
+
+// readPages reads the entries of the pages of keys into pages, without their balances.
+func readPages(ctx context.Context, c *pgx.Conn, keys []historyKey, pages map[historyKey]ports.HistoryPage) error {
+	n := len(keys)
+	ws, ps, ts, ss, us, ls := make([][16]byte, n), make([][16]byte, n), make([]time.Time, n), make([]int64, n), make([]time.Time, n), make([]int32, n)
+	for i, k := range keys {
+		ws[i], ps[i] = [16]byte(k.key.Warehouse), [16]byte(k.key.Product)
+		ts[i], ss[i], us[i], ls[i] = time.UnixMicro(k.from).UTC(), k.fromSeq, time.UnixMicro(k.until).UTC(), int32(k.limit+1)
+	}
+	rows, err := c.Query(ctx, historyPages, pgx.QueryExecModeCacheStatement, ws, ps, ts, ss, us, ls)
+	if err != nil {
+		return err
+	}
+	var (
+		j        int64
+		h        domain.HistoryEntry
+		movement [16]byte
+		kind     string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&j, &h.Position.Timestamp, &h.Position.Seq, &h.Delta, &movement, &kind, &h.Source, &h.EventID,
+		&h.RecordedAt}, func() error {
+		k := keys[j-1]
+		p := pages[k]
+		if len(p.Items) == k.limit {
+			last := p.Items[len(p.Items)-1].Position
+			p.Next = &last
+			pages[k] = p
+			return nil
 		}
-		if len(page.Items) == f.Limit {
-			last := page.Items[len(page.Items)-1].Position
-			page.Next = &last
-			break
+		e := h
+		e.Position.Timestamp, e.RecordedAt = e.Position.Timestamp.UTC(), e.RecordedAt.UTC()
+		e.MovementID, e.Kind = domain.MovementID(movement), domain.EventKind(kind)
+		p.Items = append(p.Items, e)
+		pages[k] = p
+		return nil
+	})
+	return err
+}
+
+// openPages sets the balances of the pages: from 0 for a page at its row's start, else
+// from the fold before its first entry, all such folds in one statement.
+func openPages(ctx context.Context, c *pgx.Conn, keys []historyKey, pages map[historyKey]ports.HistoryPage) error {
+	var (
+		idx    []int
+		ws, ps [][16]byte
+		ts     []time.Time
+		ss     []int64
+	)
+	start := minTime.UnixMicro()
+	for i, k := range keys {
+		p, ok := pages[k]
+		if !ok || k.from == start && k.fromSeq == 0 {
+			continue
 		}
-		h.Position.Timestamp, h.RecordedAt = h.Position.Timestamp.UTC(), h.RecordedAt.UTC()
-		h.MovementID, h.Kind = domain.MovementID(movement), domain.EventKind(kind)
-		page.Items = append(page.Items, h)
+		first := p.Items[0].Position
+		idx = append(idx, i)
+		ws, ps = append(ws, [16]byte(k.key.Warehouse)), append(ps, [16]byte(k.key.Product))
+		ts, ss = append(ts, first.Timestamp), append(ss, first.Seq)
 	}
-	if err := rows.Err(); err != nil {
-		return ports.HistoryPage{}, translate(err)
+	opening := make(map[historyKey]int64, len(idx))
+	if len(idx) > 0 {
+		rows, err := c.Query(ctx, foldsBefore, pgx.QueryExecModeCacheStatement, ws, ps, ts, ss)
+		if err != nil {
+			return err
+		}
+		var j, balance int64
+		if _, err := pgx.ForEachRow(rows, []any{&j, &balance}, func() error {
+			opening[keys[idx[j-1]]] = balance
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
-	return page, nil
+	for k, p := range pages {
+		balance := opening[k]
+		for i := range p.Items {
+			balance += p.Items[i].Delta
+			p.Items[i].Balance = balance
+		}
+	}
+	return nil
 }
 
 // PostgreSQL's range of timestamptz, as bounds that need no NULL handling.
@@ -218,30 +330,48 @@ var (
 	maxTime = time.Date(294276, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// routesQuery adds up the completed movements departed in [$1, $2) by (sender, receiver),
-// optionally of one sender ($3), receiver ($4) or product ($5), and returns the routes
-// after the cursor ($6 movements, $7 sender, $8 receiver) in the route order. Transit
+// routesQuery builds the query of f: the completed movements departed in [since, until)
+// (and of one sender, receiver or product when f says so) added up by (sender,
+// receiver), the routes after f's cursor in the route order, limit + 1 of them. Transit
 // seconds are truncated toward zero, as domain.Movement.ElapsedSeconds; the percentiles
-// are nearest-rank (percentile_disc).
-const routesQuery = `SELECT * FROM (
+// are nearest-rank (percentile_disc). Only the filters f sets are in the text: with
+// "$n IS NULL OR …" instead, PostgreSQL estimates one movement and sorts them all on disk
+// rather than hashing them, five times slower.
+func routesQuery(f ports.RouteFilter) (string, []any) {
+	args := []any{f.Since.UTC(), f.Until.UTC()}
+	conds := []string{"status = 'completed'", "moved_at >= $1", "moved_at < $2"}
+	add := func(col string, id [16]byte) {
+		args = append(args, id)
+		conds = append(conds, fmt.Sprintf("%s = $%d", col, len(args)))
+	}
+	if f.From != nil {
+		add("departure_warehouse_id", [16]byte(*f.From))
+	}
+	if f.To != nil {
+		add("arrival_warehouse_id", [16]byte(*f.To))
+	}
+	if f.Product != nil {
+		add("product_id", [16]byte(*f.Product))
+	}
+	after := ""
+	if f.After != nil {
+		args = append(args, f.After.Movements, [16]byte(f.After.From), [16]byte(f.After.To))
+		n := len(args)
+		after = fmt.Sprintf(" WHERE movements < $%d OR (movements = $%d AND (sender, receiver) > ($%d, $%d))", n-2, n-2, n-1, n)
+	}
+	args = append(args, f.Limit+1)
+	return `SELECT * FROM (
 		SELECT departure_warehouse_id AS sender, arrival_warehouse_id AS receiver, count(*) AS movements,
 		       sum(departure_quantity) AS sent, sum(arrival_quantity) AS received,
 		       sum(greatest(departure_quantity - arrival_quantity, 0)) AS lost,
-		       percentile_disc(0.5) WITHIN GROUP (ORDER BY secs) AS p50,
-		       percentile_disc(0.9) WITHIN GROUP (ORDER BY secs) AS p90,
-		       percentile_disc(0.99) WITHIN GROUP (ORDER BY secs) AS p99,
+		       percentile_disc(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY secs) AS percentiles,
 		       max(secs) AS longest
 		FROM (SELECT departure_warehouse_id, arrival_warehouse_id, departure_quantity, arrival_quantity,
 		             trunc(extract(epoch FROM arrival_at - departure_at))::bigint AS secs
-		      FROM movements
-		      WHERE status = 'completed' AND moved_at >= $1 AND moved_at < $2
-		        AND ($3::uuid IS NULL OR departure_warehouse_id = $3)
-		        AND ($4::uuid IS NULL OR arrival_warehouse_id = $4)
-		        AND ($5::uuid IS NULL OR product_id = $5)) m
+		      FROM movements WHERE ` + strings.Join(conds, " AND ") + `) m
 		GROUP BY 1, 2
-	) r
-	WHERE $6::bigint IS NULL OR movements < $6 OR (movements = $6 AND (sender, receiver) > ($7, $8))
-	ORDER BY movements DESC, sender, receiver LIMIT $9`
+	) r` + after + fmt.Sprintf(` ORDER BY movements DESC, sender, receiver LIMIT $%d`, len(args)), args
+}
 
 // Routes adds up the routes in the window.
 func (s *Store) Routes(ctx context.Context, f ports.RouteFilter) (ports.RoutePage, error) {
@@ -250,45 +380,37 @@ func (s *Store) Routes(ctx context.Context, f ports.RouteFilter) (ports.RoutePag
 		return ports.RoutePage{}, fmt.Errorf("routes: %w", err)
 	}
 	defer release()
-	optional := func(id *[16]byte) any {
-		if id == nil {
-			return nil
-		}
-		return *id
-	}
-	var (
-		cursorN        *int64
-		cursorFrom, to [16]byte
-	)
-	if f.After != nil {
-		cursorN, cursorFrom, to = &f.After.Movements, [16]byte(f.After.From), [16]byte(f.After.To)
-	}
-	rows, err := s.db.DB.QueryContext(ctx, routesQuery, pgx.QueryExecModeCacheStatement,
-		f.Since.UTC(), f.Until.UTC(), optional((*[16]byte)(f.From)), optional((*[16]byte)(f.To)), optional((*[16]byte)(f.Product)),
-		cursorN, cursorFrom, to, f.Limit+1)
-	if err != nil {
-		return ports.RoutePage{}, fmt.Errorf("routes: %w", translate(err))
-	}
-	defer rows.Close()
+	query, args := routesQuery(f)
 	var page ports.RoutePage
-	for rows.Next() {
+	err = s.withPgx(ctx, func(c *pgx.Conn) error {
+		// Planned for each call (the unnamed statement), with the window it is asked for.
+		rows, err := c.Query(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
+		if err != nil {
+			return err
+		}
 		var (
 			r              domain.Route
-			sender, recver uuid.UUID
+			sender, recver [16]byte
+			percentiles    []int64
 		)
-		if err := rows.Scan(&sender, &recver, &r.Movements, &r.QuantitySent, &r.QuantityReceived, &r.QuantityLost,
-			&r.Transit.P50, &r.Transit.P90, &r.Transit.P99, &r.Transit.Max); err != nil {
-			return ports.RoutePage{}, fmt.Errorf("routes: %w", translate(err))
-		}
-		if len(page.Items) == f.Limit {
-			last := page.Items[len(page.Items)-1]
-			page.Next = &ports.RouteCursor{Movements: last.Movements, From: last.From, To: last.To}
-			break
-		}
-		r.From, r.To = domain.WarehouseID(sender), domain.WarehouseID(recver)
-		page.Items = append(page.Items, r)
-	}
-	if err := rows.Err(); err != nil {
+		_, err = pgx.ForEachRow(rows, []any{&sender, &recver, &r.Movements, &r.QuantitySent, &r.QuantityReceived,
+			&r.QuantityLost, &percentiles, &r.Transit.Max}, func() error {
+			if len(percentiles) != 3 {
+				return fmt.Errorf("%d percentiles, want 3", len(percentiles))
+			}
+			if len(page.Items) == f.Limit {
+				last := page.Items[len(page.Items)-1]
+				page.Next = &ports.RouteCursor{Movements: last.Movements, From: last.From, To: last.To}
+				return nil
+			}
+			r.From, r.To = domain.WarehouseID(sender), domain.WarehouseID(recver)
+			r.Transit.P50, r.Transit.P90, r.Transit.P99 = percentiles[0], percentiles[1], percentiles[2]
+			page.Items = append(page.Items, r)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
 		return ports.RoutePage{}, fmt.Errorf("routes: %w", translate(err))
 	}
 	return page, nil

@@ -62,24 +62,48 @@ func TestHistoryQueriesUseIndexes(t *testing.T) {
 		}
 		return query
 	}
-	since, until := "'2025-01-15T00:00:00Z'::timestamptz", "'2025-02-14T00:00:00Z'::timestamptz"
 	for name, query := range map[string]string{
-		"stock as of":            bind(postgres.FoldBefore, w, p, at, pos),
-		"warehouse stock as of":  bind(postgres.WarehouseAsOfQuery, w, "'"+uuid.Nil.String()+"'::uuid", at, pos, "51"),
-		"history first page":     bind(postgres.HistoryQuery, w, p, "'-infinity'", "0", "'infinity'", "51"),
-		"history next page":      bind(postgres.HistoryQuery, w, p, at, "5000", "'infinity'", "51"),
-		"routes":                 bind(postgres.RoutesQuery, since, until, "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "51"),
-		"routes from one sender": bind(postgres.RoutesQuery, since, until, w, "NULL", "NULL", "NULL", "NULL", "NULL", "51"),
-		"in transit":             bind(postgres.InTransitQuery, w),
-		"event":                  bind(postgres.EventQuery, "'WH'", "'500'"),
+		"stock as of":           bind(postgres.AsOfFolds, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]"),
+		"warehouse stock as of": bind(postgres.WarehouseAsOfQuery, w, "'"+uuid.Nil.String()+"'::uuid", at, pos, "51"),
+		"history first page": bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY['-infinity'::timestamptz]",
+			"ARRAY[0::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"),
+		"history next page": bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]",
+			"ARRAY[5000::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"),
+		"history opening balance": bind(postgres.FoldsBefore, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]", "ARRAY[5000::bigint]"),
+		"in transit":              bind(postgres.InTransitQuery, w),
+		"event":                   bind(postgres.EventQuery, "'WH'", "'500'"),
 	} {
 		mustIndexPlan(t, db, name, query)
 	}
 	wid := domain.WarehouseID(uuid.MustParse(wh + "000000000003"))
+	window := func(f ports.RouteFilter) ports.RouteFilter {
+		f.Since, f.Until, f.Limit = time.Date(2025, 1, 15, 0, 0, 0, 0, time.UTC), time.Date(2025, 2, 14, 0, 0, 0, 0, time.UTC), 50
+		return f
+	}
+	for name, f := range map[string]ports.RouteFilter{
+		"routes":                 window(ports.RouteFilter{}),
+		"routes from one sender": window(ports.RouteFilter{From: &wid}),
+		"routes next page":       window(ports.RouteFilter{After: &ports.RouteCursor{Movements: 3, From: wid, To: wid}}),
+	} {
+		query, args := postgres.RoutesQuery(f)
+		literals := make([]string, len(args))
+		for i, a := range args {
+			switch v := a.(type) {
+			case time.Time:
+				literals[i] = "'" + v.Format(time.RFC3339Nano) + "'::timestamptz"
+			case [16]byte:
+				literals[i] = "'" + uuid.UUID(v).String() + "'::uuid"
+			default:
+				literals[i] = fmt.Sprint(v)
+			}
+		}
+		mustIndexPlan(t, db, name, bind(query, literals...))
+	}
 	query, args := postgres.MovementsQuery(ports.MovementFilter{
 		Warehouse: &wid, Status: domain.InTransit, DepartedBefore: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), Limit: 50})
 	mustIndexPlan(t, db, "stuck shipments", query, args...)
-	mustIndexOnlyFold(t, db, bind(postgres.FoldBefore, w, p, at, pos))
+	mustIndexOnlyFold(t, db, bind(postgres.AsOfFolds, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]"))
+	mustIndexOnlyFold(t, db, bind(postgres.FoldsBefore, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]", "ARRAY[5000::bigint]"))
 }
 
 // mustIndexOnlyFold checks that the fold reads events through an index-only scan: the

@@ -39,6 +39,11 @@ const (
 const (
 	pointReadQueries = 4
 	pointReadBatch   = 256
+	// pastQueries bounds the coalesced as-of folds in flight the same way, and the
+	// coalesced history pages; pastPageBatch bounds the pages one query reads (each up
+	// to MaxListLimit rows).
+	pastQueries   = 2
+	pastPageBatch = 64
 )
 
 // Movement returns one movement.

@@ -25,6 +25,8 @@ type Store struct {
 	lockUntil     atomic.Int64 // UnixNano until which Apply locks first (see lockingSpell)
 	movementReads *coalescer[domain.MovementID, domain.Movement]
 	stockReads    *coalescer[domain.StockKey, domain.Stock]
+	asOfReads     *coalescer[asOfKey, domain.StockAsOf]
+	historyReads  *coalescer[historyKey, ports.HistoryPage]
 	// listSlots admits list queries (see admitList): one token per query running.
 	listSlots chan struct{}
 	listWait  time.Duration
@@ -36,8 +38,8 @@ var _ ports.Store = (*Store)(nil)
 type StoreOptions struct {
 	// ListQueries is how many list queries (Movements, WarehouseStock) may run at once.
 	// The default leaves room in the pool for the coalesced point reads and for ingest:
-	// the pool size less 2×4 point-read queries and 2 connections for writes, at least 1
-	// (6 of a pool of 16); 8 when the pool is unbounded.
+	// the pool size less 2×4 point-read queries, 2 as-of and 2 history-page queries and 2
+	// connections for writes, at least 1 (2 of a pool of 16); 8 when the pool is unbounded.
 	ListQueries int
 	// ListWait is how long a list query waits for a slot before it fails with
 	// ports.ErrOverloaded; DefaultListWait when zero.
@@ -70,6 +72,8 @@ func NewStoreWithOptions(db *bun.DB, opts StoreOptions) *Store {
 	s := &Store{db: db, listSlots: make(chan struct{}, opts.ListQueries), listWait: opts.ListWait}
 	s.movementReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchMovements)
 	s.stockReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchStock)
+	s.asOfReads = newCoalescer(pastQueries, pointReadBatch, s.fetchAsOf)
+	s.historyReads = newCoalescer(pastQueries, pastPageBatch, s.fetchHistory)
 	return s
 }
 
@@ -79,7 +83,7 @@ func defaultListQueries(maxConns int) int {
 	if maxConns <= 0 {
 		return unboundedListSlots
 	}
-	return max(1, maxConns-2*pointReadQueries-writeConns)
+	return max(1, maxConns-2*pointReadQueries-2*pastQueries-writeConns)
 }
 
 // errLostRace means a concurrent batch committed, between our reads and our writes, an
@@ -639,6 +643,12 @@ var writeTx = pgx.TxOptions{BeginQuery: "BEGIN; SET LOCAL enable_seqscan = off"}
 // path needs pgx's COPY, which database/sql cannot express. The connection goes back to
 // the pool afterwards; a broken one is discarded by the pool's validity check.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.withPgx(ctx, func(c *pgx.Conn) error { return pgx.BeginTxFunc(ctx, c, writeTx, fn) })
+}
+
+// withPgx runs fn on a pooled connection's own pgx connection, which decodes rows into
+// typed values directly, without database/sql's conversions in between.
+func (s *Store) withPgx(ctx context.Context, fn func(*pgx.Conn) error) error {
 	conn, err := s.db.DB.Conn(ctx)
 	if err != nil {
 		return err
@@ -649,6 +659,6 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		if !ok {
 			return fmt.Errorf("driver connection is %T, not pgx", driverConn)
 		}
-		return pgx.BeginTxFunc(ctx, pc.Conn(), writeTx, fn)
+		return fn(pc.Conn())
 	})
 }
