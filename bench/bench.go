@@ -308,10 +308,11 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	rep.Pipeline = medianPair(pipelines)
 	r.logRounds("pipeline", rep.Pipeline)
 
-	if rep.Reads, err = r.reads(ctx, readsDB); err != nil {
+	if rep.Reads, rep.History, err = r.reads(ctx, readsDB); err != nil {
 		return nil, fmt.Errorf("reads: %w", err)
 	}
 	rep.Checks = append(rep.Checks, checks(rep, drains, pipelines)...)
+	rep.Checks = append(rep.Checks, historyChecks(rep.History)...)
 	rep.build()
 	return rep, nil
 }

@@ -121,11 +121,25 @@ func (rr *ReadsResult) find(route, cache string) *ReadCase {
 // reads measures both routes over the drained database, in each cache mode in rounds:
 // per round and route, the ceiling and then the service, both running all along (the
 // bare Fiber handler and the service with its cache; raw pgx and the service without
-// cache), so that a slow spell of the machine weighs on both sides of a ratio.
-func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
-	var rr ReadsResult
+// cache), so that a slow spell of the machine weighs on both sides of a ratio. Then it
+// measures the ledger's past on the uncached service (see historyPhase), over the
+// drained stream and a hot stock row it stores first.
+func (r *runner) reads(ctx context.Context, dbURL string) (rr ReadsResult, hr HistoryResult, err error) {
+	n := hotEvents
+	if r.o.Smoke {
+		n = smokeHotEvents
+	}
+	hot, err := newHotRow(n, r.stream.first, genSpan)
+	if err != nil {
+		return rr, hr, err
+	}
+	hotLoad, err := loadHot(ctx, dbURL, hot)
+	if err != nil {
+		return rr, hr, err
+	}
+	r.log.Info("hot row stored", "events", n, "seconds", round(hotLoad.Seconds()))
 	if err := vacuum(ctx, dbURL); err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	paths := map[string][]string{routeStock: nil, routeMovement: nil}
 	for _, k := range r.stream.stockKeys {
@@ -139,49 +153,59 @@ func (r *runner) reads(ctx context.Context, dbURL string) (ReadsResult, error) {
 	// Cached: the bare Fiber handler and the service with a cache that holds every key.
 	bare, err := r.startBare(ctx, dbURL)
 	if err != nil {
-		return rr, fmt.Errorf("bare Fiber handler: %w", err)
+		return rr, hr, fmt.Errorf("bare Fiber handler: %w", err)
 	}
 	defer bare.stop()
 	svc, err := r.startServe(ctx, "serve-cached", dbURL, rr.StockKeys+rr.MovementKeys+1024)
 	if err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	defer svc.stop()
 	rr.JSONMatches = compareJSON(ctx, bare.addr, svc.addr, paths)
 	for _, route := range []string{routeStock, routeMovement} {
 		if err := prime(ctx, svc.addr, paths[route], r.o.Connections); err != nil {
-			return rr, fmt.Errorf("prime the cache: %w", err)
+			return rr, hr, fmt.Errorf("prime the cache: %w", err)
 		}
 	}
 	err = r.readRounds(ctx, &rr, cacheOn, "bare Fiber handler answering from a Go map", svc, "reads-cached-serve",
-		func(route string) ReadResult { return r.measureHTTP(ctx, bare.addr, paths[route], bare) },
-		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc) })
+		func(route string) ReadResult {
+			return r.measureHTTP(ctx, bare.addr, paths[route], bare, r.o.Connections)
+		},
+		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc, r.o.Connections) })
 	if err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	rr.BarePeakRSSBytes, rr.CachedPeakRSSBytes = peakRSSOrZero(bare), peakRSSOrZero(svc)
 	bare.stop()
+	// Routes are cached (a dashboard polls one window): measured on this service.
+	if err := r.routesCached(ctx, svc, hot, &hr); err != nil {
+		return rr, hr, fmt.Errorf("routes: %w", err)
+	}
 	svc.stop()
 
 	// Uncached: raw pgx point reads and the service with CACHE_SIZE=0.
 	pool, err := openPool(ctx, dbURL, r.o.DBMaxConns)
 	if err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	defer pool.Close()
 	svc, err = r.startServe(ctx, "serve-uncached", dbURL, 0)
 	if err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	defer svc.stop()
 	err = r.readRounds(ctx, &rr, cacheOff, "raw pgx point reads (pgxpool, "+strconv.Itoa(r.o.DBMaxConns)+" connections)", svc, "reads-uncached-serve",
 		func(route string) ReadResult { return r.measurePgx(ctx, pool, route) },
-		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc) })
+		func(route string) ReadResult { return r.measureHTTP(ctx, svc.addr, paths[route], svc, r.o.Connections) })
 	if err != nil {
-		return rr, err
+		return rr, hr, err
 	}
 	rr.UncachedPeakRSSBytes = peakRSSOrZero(svc)
-	return rr, ctx.Err()
+	// The ledger's past, on the same uncached service.
+	if err = r.historyPhase(ctx, svc, hot, hotLoad, &hr); err != nil {
+		return rr, hr, fmt.Errorf("the ledger's past: %w", err)
+	}
+	return rr, hr, ctx.Err()
 }
 
 // readRounds measures one cache mode: Rounds rounds of, per route, the ceiling and then
@@ -297,13 +321,13 @@ func (r *runner) warmup() time.Duration {
 // measureHTTP loads addr's paths from Connections connections for ReadsDuration after a
 // warm-up. When proc is set (the server's process) its CPU time and cache hit ratio are
 // recorded too.
-func (r *runner) measureHTTP(ctx context.Context, addr string, paths []string, proc *child) ReadResult {
+func (r *runner) measureHTTP(ctx context.Context, addr string, paths []string, proc *child, conns int) ReadResult {
 	urls := make([]string, len(paths))
 	for i, p := range paths {
 		urls[i] = "http://" + addr + p
 	}
 	hc := &fasthttp.HostClient{
-		Addr: addr, MaxConns: r.o.Connections, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		Addr: addr, MaxConns: conns, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 		MaxIdleConnDuration: time.Minute, MaxConnWaitTimeout: 10 * time.Second,
 	}
 	defer hc.CloseIdleConnections()
@@ -322,14 +346,14 @@ func (r *runner) measureHTTP(ctx context.Context, addr string, paths []string, p
 			return nil
 		}
 	}
-	r.load(ctx, r.warmup(), newOp)
+	r.load(ctx, r.warmup(), conns, newOp)
 	var before map[string]float64
 	var cpu0 float64
 	if proc != nil {
 		before, _ = proc.metrics(ctx, "cache_hits_total", "cache_misses_total")
 		cpu0, _ = proc.cpuSeconds()
 	}
-	res := r.load(ctx, r.o.ReadsDuration, newOp)
+	res := r.load(ctx, r.o.ReadsDuration, conns, newOp)
 	if proc != nil {
 		if cpu1, err := proc.cpuSeconds(); err == nil {
 			res.CPUSeconds = cpu1 - cpu0
@@ -370,14 +394,13 @@ func (r *runner) measurePgx(ctx context.Context, pool *pgxpool.Pool, route strin
 			return pool.QueryRow(ctx, movementSQL, [16]byte(m)).Scan(&id, &p, &dw, &ds, &dat, &dq, &aw, &as, &aat, &aq)
 		}
 	}
-	r.load(ctx, r.warmup(), newOp)
-	return r.load(ctx, r.o.ReadsDuration, newOp)
+	r.load(ctx, r.warmup(), r.o.Connections, newOp)
+	return r.load(ctx, r.o.ReadsDuration, r.o.Connections, newOp)
 }
 
-// load runs Connections workers, each calling its op in a loop until d has passed
-// (or maxPerWorker calls, or ctx ends), and returns throughput and latency percentiles.
-func (r *runner) load(ctx context.Context, d time.Duration, newOp func(worker int) func() error) ReadResult {
-	n := r.o.Connections
+// load runs n workers, each calling its op in a loop until d has passed (or
+// maxPerWorker calls, or ctx ends), and returns throughput and latency percentiles.
+func (r *runner) load(ctx context.Context, d time.Duration, n int, newOp func(worker int) func() error) ReadResult {
 	lats := make([][]int64, n)
 	errs := make([]int64, n)
 	var (

@@ -39,6 +39,8 @@ type Report struct {
 	Drain    Pair        `json:"drain"`
 	Pipeline Pair        `json:"pipeline"`
 	Reads    ReadsResult `json:"reads"`
+	// History is the phase of the ledger's past (as-of, history, routes).
+	History HistoryResult `json:"history"`
 }
 
 // Machine describes where the run happened.
@@ -247,6 +249,8 @@ func (rep *Report) build() {
 		}
 		rep.Rows = append(rep.Rows, row)
 	}
+	rep.historyRows()
+
 	rss("consume, drain", rep.Drain.Service.PeakRSSBytes, targetConsumerMiB)
 	rss("consume, pipeline", rep.Pipeline.Service.PeakRSSBytes, 0)
 	rss("serve, cached reads", rep.Reads.CachedPeakRSSBytes, targetAPIMiB)
@@ -414,6 +418,7 @@ func (rep *Report) markdown() string {
 		}
 	}
 	fmt.Fprintf(&b, "\nKeys: %s stock rows and %s movements, drawn uniformly at random.\n", group(int64(rep.Reads.StockKeys)), group(int64(rep.Reads.MovementKeys)))
+	rep.historyDetails(&b)
 
 	b.WriteString(strings.ReplaceAll(methodNotes, "{rounds}", roundsSetting(s.Rounds)))
 	return b.String()

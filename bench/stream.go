@@ -18,8 +18,12 @@ type stream struct {
 	project   []amqpadapter.Message // the same messages for the project's Publisher
 	expected  map[domain.StockKey]int64
 	stockKeys []domain.StockKey
-	movements []domain.MovementID
-	stats     loadgen.Stats
+	// firstAt is the timestamp of each stock row's first event; first and last are the
+	// stream's earliest and latest timestamps.
+	firstAt     map[domain.StockKey]time.Time
+	first, last time.Time
+	movements   []domain.MovementID
+	stats       loadgen.Stats
 }
 
 // message is one encoded event and its routing key, as `warehouse produce` sends it.
@@ -41,10 +45,19 @@ func generate(n int) *stream {
 		OutOfOrderShare: genDisorder,
 		Interval:        interval,
 	})
-	s := &stream{msgs: make([]message, n), project: make([]amqpadapter.Message, n)}
+	s := &stream{msgs: make([]message, n), project: make([]amqpadapter.Message, n), firstAt: map[domain.StockKey]time.Time{}}
 	seen := make(map[domain.MovementID]struct{}, n)
 	for i := range n {
 		e := g.Next()
+		if at, ok := s.firstAt[e.StockKey()]; !ok || e.Timestamp.Before(at) {
+			s.firstAt[e.StockKey()] = e.Timestamp
+		}
+		if s.first.IsZero() || e.Timestamp.Before(s.first) {
+			s.first = e.Timestamp
+		}
+		if e.Timestamp.After(s.last) {
+			s.last = e.Timestamp
+		}
 		m := message{key: "movement." + string(e.Kind), id: e.ID, body: amqpadapter.EncodeEvent(e)}
 		s.msgs[i] = m
 		s.project[i] = amqpadapter.Message{RoutingKey: m.key, Publishing: amqp091.Publishing{
