@@ -16,6 +16,17 @@ func HistoryPageJSON(page ports.HistoryPage) (handWritten, encodingJSON []byte, 
 	return appendHistoryPage(nil, page), encodingJSON, err
 }
 
+// AppendHistoryPage and MarshalHistoryPage are the two encodings of a history page, for
+// the benchmark that compares them.
+func AppendHistoryPage(dst []byte, page ports.HistoryPage) []byte {
+	return appendHistoryPage(dst, page)
+}
+
+// MarshalHistoryPage is what encoding/json writes of page (see AppendHistoryPage).
+func MarshalHistoryPage(page ports.HistoryPage) ([]byte, error) {
+	return json.Marshal(historyListOf(page))
+}
+
 // historyListOf is the history list of a page, as appendHistoryPage writes it.
 func historyListOf(page ports.HistoryPage) historyList {
 	out := historyList{Items: make([]historyJSON, 0, len(page.Items))}
