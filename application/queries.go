@@ -94,15 +94,18 @@ func (q *Queries) StockHistory(ctx context.Context, f ports.HistoryFilter) (port
 	return q.store.StockHistory(ctx, f)
 }
 
-// Routes adds up the routes in the window, the last DefaultRouteWindow when the filter
-// sets none; a window with one bound only, or wider than MaxRouteWindow, is invalid.
+// Routes adds up the routes in the window; a window with one bound only, or wider than
+// MaxRouteWindow, is invalid. Without bounds the window is the DefaultRouteWindow up to
+// the end of the current minute: every request of one minute asks the same question, so a
+// dashboard polling the default window shares one cached answer (or one query) instead of
+// asking a new one every microsecond.
 func (q *Queries) Routes(ctx context.Context, f ports.RouteFilter) (ports.RoutePage, error) {
 	if err := checkLimit(f.Limit); err != nil {
 		return ports.RoutePage{}, err
 	}
 	switch {
 	case f.Since.IsZero() && f.Until.IsZero():
-		f.Until = q.now().UTC().Truncate(time.Microsecond)
+		f.Until = q.now().UTC().Truncate(time.Minute).Add(time.Minute)
 		f.Since = f.Until.Add(-ports.DefaultRouteWindow)
 	case f.Since.IsZero() || f.Until.IsZero():
 		return ports.RoutePage{}, &domain.FieldError{Field: "since", Rule: "and until must be given together, or neither"}

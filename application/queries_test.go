@@ -183,3 +183,45 @@ func TestQueriesStoreErrorsPassThrough(t *testing.T) {
 		})
 	}
 }
+
+// recordingQueries records the route filter the store is asked for.
+type recordingQueries struct {
+	ports.Queries
+	routes []ports.RouteFilter
+}
+
+func (r *recordingQueries) Routes(_ context.Context, f ports.RouteFilter) (ports.RoutePage, error) {
+	r.routes = append(r.routes, f)
+	return ports.RoutePage{}, nil
+}
+
+// TestRoutesDefaultWindow: without bounds, routes cover the last 30 days up to the end of
+// the current minute, so that every request of one minute asks the store the same thing.
+func TestRoutesDefaultWindow(t *testing.T) {
+	rec := &recordingQueries{Queries: memory.NewStore()}
+	var now time.Time
+	q := application.NewQueriesWithClock(rec, func() time.Time { return now })
+	for _, at := range []string{"2026-03-01T10:15:00.000001+03:00", "2026-03-01T07:15:42Z", "2026-03-01T07:15:59.999999Z"} {
+		var err error
+		if now, err = time.Parse(time.RFC3339Nano, at); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.Routes(context.Background(), ports.RouteFilter{Limit: 10}); err != nil {
+			t.Fatalf("%s: %v", at, err)
+		}
+	}
+	wantUntil := time.Date(2026, 3, 1, 7, 16, 0, 0, time.UTC)
+	for i, f := range rec.routes {
+		if !f.Until.Equal(wantUntil) || !f.Since.Equal(wantUntil.Add(-30*24*time.Hour)) {
+			t.Errorf("request %d: window [%s, %s), want [%s, %s)", i, f.Since, f.Until, wantUntil.Add(-30*24*time.Hour), wantUntil)
+		}
+	}
+	// Bounds given are kept as they are.
+	since, until := time.Date(2026, 1, 1, 0, 0, 0, 1000, time.UTC), time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
+	if _, err := q.Routes(context.Background(), ports.RouteFilter{Since: since, Until: until, Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.routes[len(rec.routes)-1]; !got.Since.Equal(since) || !got.Until.Equal(until) {
+		t.Errorf("explicit window became [%s, %s)", got.Since, got.Until)
+	}
+}

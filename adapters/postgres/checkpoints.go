@@ -16,6 +16,10 @@ import (
 // checkpoint per that many events after it.
 const checkpointEvery = 128
 
+// CheckpointEvery is how many events of a stock row lie between two of its checkpoints
+// (for reports that describe the ledger's past).
+const CheckpointEvery = checkpointEvery
+
 // writeCheckpoints keeps the checkpoints of the batch's stock rows right (see the
 // create_ledger_history migration). It runs after writeStock, under the rows' locks:
 //  1. a stored event dated before a row's newest checkpoint is added to every checkpoint

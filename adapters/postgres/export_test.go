@@ -1,6 +1,10 @@
 package postgres
 
-import "context"
+import (
+	"context"
+
+	"warehouse/ports"
+)
 
 // MovementsQuery exposes the list query builder to the plan test.
 var MovementsQuery = movementsQuery
@@ -33,8 +37,25 @@ const (
 	EventQuery         = eventQuery
 )
 
-// CheckpointEvery is how many events of a stock row lie between two of its checkpoints.
-const CheckpointEvery = checkpointEvery
-
 // RoutesQuery builds the routes query of a filter, for the plan test.
 var RoutesQuery = routesQuery
+
+// HookRouteFetches calls hook with the number of distinct filters of every shared route
+// query before it runs.
+func (s *Store) HookRouteFetches(hook func(filters int)) {
+	fetch := s.routeReads.fetch
+	s.routeReads.fetch = func(ctx context.Context, keys []routeKey) (map[routeKey]ports.RoutePage, error) {
+		hook(len(keys))
+		return fetch(ctx, keys)
+	}
+}
+
+// RouteReadsQueued is how many route reads wait for a query.
+func (s *Store) RouteReadsQueued() int {
+	s.routeReads.mu.Lock()
+	defer s.routeReads.mu.Unlock()
+	return len(s.routeReads.queue)
+}
+
+// RouteFilterRoundTrip is f through the comparable key that identical requests share.
+func RouteFilterRoundTrip(f ports.RouteFilter) ports.RouteFilter { return routeKeyOf(f).filter() }

@@ -373,47 +373,123 @@ func routesQuery(f ports.RouteFilter) (string, []any) {
 	) r` + after + fmt.Sprintf(` ORDER BY movements DESC, sender, receiver LIMIT $%d`, len(args)), args
 }
 
-// Routes adds up the routes in the window.
+// routeKey is a route filter as a comparable value, so that identical concurrent
+// requests (a dashboard's panels, its users) share one query.
+type routeKey struct {
+	since, until            int64 // Unix nanoseconds
+	from, to, product       [16]byte
+	hasFrom, hasTo, hasProd bool
+	after                   ports.RouteCursor
+	hasAfter                bool
+	limit                   int
+}
+
+func routeKeyOf(f ports.RouteFilter) routeKey {
+	k := routeKey{since: f.Since.UnixNano(), until: f.Until.UnixNano(), limit: f.Limit}
+	if f.From != nil {
+		k.from, k.hasFrom = [16]byte(*f.From), true
+	}
+	if f.To != nil {
+		k.to, k.hasTo = [16]byte(*f.To), true
+	}
+	if f.Product != nil {
+		k.product, k.hasProd = [16]byte(*f.Product), true
+	}
+	if f.After != nil {
+		k.after, k.hasAfter = *f.After, true
+	}
+	return k
+}
+
+func (k routeKey) filter() ports.RouteFilter {
+	f := ports.RouteFilter{Since: time.Unix(0, k.since).UTC(), Until: time.Unix(0, k.until).UTC(), Limit: k.limit}
+	if k.hasFrom {
+		w := domain.WarehouseID(k.from)
+		f.From = &w
+	}
+	if k.hasTo {
+		w := domain.WarehouseID(k.to)
+		f.To = &w
+	}
+	if k.hasProd {
+		p := domain.ProductID(k.product)
+		f.Product = &p
+	}
+	if k.hasAfter {
+		a := k.after
+		f.After = &a
+	}
+	return f
+}
+
+// Routes adds up the routes in the window. Requests for the same filter that arrive
+// while one is computed share the next query (see coalescer): an answer adds up every
+// completed movement of its window, tens of milliseconds of PostgreSQL's time for a
+// month of a busy network, and must not be paid once per panel of a dashboard.
+// It fails with ports.ErrOverloaded when no list slot frees in time (see admitList).
 func (s *Store) Routes(ctx context.Context, f ports.RouteFilter) (ports.RoutePage, error) {
-	release, err := s.admitList(ctx)
+	page, err := s.routeReads.get(ctx, routeKeyOf(f))
 	if err != nil {
 		return ports.RoutePage{}, fmt.Errorf("routes: %w", err)
 	}
+	return page, nil
+}
+
+// fetchRoutes answers distinct route filters one query each, on one connection and one
+// list slot.
+func (s *Store) fetchRoutes(ctx context.Context, keys []routeKey) (map[routeKey]ports.RoutePage, error) {
+	release, err := s.admitList(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer release()
-	query, args := routesQuery(f)
-	var page ports.RoutePage
+	pages := make(map[routeKey]ports.RoutePage, len(keys))
 	err = s.withPgx(ctx, func(c *pgx.Conn) error {
-		// Planned for each call (the unnamed statement), with the window it is asked for.
-		rows, err := c.Query(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
-		if err != nil {
-			return err
+		for _, k := range keys {
+			page, err := readRoutes(ctx, c, k.filter())
+			if err != nil {
+				return err
+			}
+			pages[k] = page
 		}
-		var (
-			r              domain.Route
-			sender, recver [16]byte
-			percentiles    []int64
-		)
-		_, err = pgx.ForEachRow(rows, []any{&sender, &recver, &r.Movements, &r.QuantitySent, &r.QuantityReceived,
-			&r.QuantityLost, &percentiles, &r.Transit.Max}, func() error {
-			if len(percentiles) != 3 {
-				return fmt.Errorf("%d percentiles, want 3", len(percentiles))
-			}
-			if len(page.Items) == f.Limit {
-				last := page.Items[len(page.Items)-1]
-				page.Next = &ports.RouteCursor{Movements: last.Movements, From: last.From, To: last.To}
-				return nil
-			}
-			r.From, r.To = domain.WarehouseID(sender), domain.WarehouseID(recver)
-			r.Transit.P50, r.Transit.P90, r.Transit.P99 = percentiles[0], percentiles[1], percentiles[2]
-			page.Items = append(page.Items, r)
-			return nil
-		})
-		return err
+		return nil
 	})
 	if err != nil {
-		return ports.RoutePage{}, fmt.Errorf("routes: %w", translate(err))
+		return nil, translate(err)
 	}
-	return page, nil
+	return pages, nil
+}
+
+// readRoutes runs the routes query of f.
+func readRoutes(ctx context.Context, c *pgx.Conn, f ports.RouteFilter) (ports.RoutePage, error) {
+	query, args := routesQuery(f)
+	// Planned for each call (the unnamed statement), with the window it is asked for.
+	rows, err := c.Query(ctx, query, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
+	if err != nil {
+		return ports.RoutePage{}, err
+	}
+	var (
+		page           ports.RoutePage
+		r              domain.Route
+		sender, recver [16]byte
+		percentiles    []int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&sender, &recver, &r.Movements, &r.QuantitySent, &r.QuantityReceived,
+		&r.QuantityLost, &percentiles, &r.Transit.Max}, func() error {
+		if len(percentiles) != 3 {
+			return fmt.Errorf("%d percentiles, want 3", len(percentiles))
+		}
+		if len(page.Items) == f.Limit {
+			last := page.Items[len(page.Items)-1]
+			page.Next = &ports.RouteCursor{Movements: last.Movements, From: last.From, To: last.To}
+			return nil
+		}
+		r.From, r.To = domain.WarehouseID(sender), domain.WarehouseID(recver)
+		r.Transit.P50, r.Transit.P90, r.Transit.P99 = percentiles[0], percentiles[1], percentiles[2]
+		page.Items = append(page.Items, r)
+		return nil
+	})
+	return page, err
 }
 
 // inTransitQuery reads what left a warehouse and has not arrived, through

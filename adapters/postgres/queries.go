@@ -44,6 +44,11 @@ const (
 	// to MaxListLimit rows).
 	pastQueries   = 2
 	pastPageBatch = 64
+	// routeQueries bounds the coalesced route reads in flight (each also holds a list
+	// slot), and routeBatch the requests one of them answers: identical ones share a
+	// query, distinct ones run one after another on its connection.
+	routeQueries = 2
+	routeBatch   = 16
 )
 
 // Movement returns one movement.

@@ -27,6 +27,7 @@ type Store struct {
 	stockReads    *coalescer[domain.StockKey, domain.Stock]
 	asOfReads     *coalescer[asOfKey, domain.StockAsOf]
 	historyReads  *coalescer[historyKey, ports.HistoryPage]
+	routeReads    *coalescer[routeKey, ports.RoutePage]
 	// listSlots admits list queries (see admitList): one token per query running.
 	listSlots chan struct{}
 	listWait  time.Duration
@@ -74,6 +75,7 @@ func NewStoreWithOptions(db *bun.DB, opts StoreOptions) *Store {
 	s.stockReads = newCoalescer(pointReadQueries, pointReadBatch, s.fetchStock)
 	s.asOfReads = newCoalescer(pastQueries, pointReadBatch, s.fetchAsOf)
 	s.historyReads = newCoalescer(pastQueries, pastPageBatch, s.fetchHistory)
+	s.routeReads = newCoalescer(routeQueries, routeBatch, s.fetchRoutes)
 	return s
 }
 
