@@ -21,9 +21,9 @@ CREATE INDEX events_history_idx ON events (warehouse_id, product_id, occurred_at
 
 -- A checkpoint is the balance of a stock row at a position of its history: the sum of the
 -- deltas of its events at or before (at, seq). As-of then sums only the events after the
--- nearest checkpoint instead of the row's whole history. The write path makes one each
--- time a row's event count passes a multiple of 1000, at the row's newest position (where
--- the balance is the current quantity, known without summing), and adds a late event (one
+-- nearest checkpoint instead of the row's whole history. The write path makes one at
+-- every 128th event of a row in position order (several when a batch brings many), each
+-- holding the running balance from the checkpoint before it, and adds a late event (one
 -- dated before a checkpoint) to the checkpoints after it. Each checkpoint also counts its
 -- events and the latest time one of them was stored.
 CREATE TABLE stock_checkpoints (

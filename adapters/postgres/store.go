@@ -451,15 +451,17 @@ func (r *eventRows) Values() ([]any, error) {
 	return r.row[:], nil
 }
 
-// insertEvents inserts the stored events; one that a concurrent batch committed first
-// (same identity or movement leg) violates a unique key and is reported as a lost race.
+// insertEvents inserts the stored events; one whose identity a concurrent batch committed
+// first violates the primary key and is reported as a lost race. (A second event for a
+// movement leg that a concurrent batch filled is caught by upsertMovements.) Rows go in
+// identity order, so concurrent batches meet on the key in the same order.
 func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	sorted := slices.Clone(stored)
 	slices.SortFunc(sorted, func(a, b domain.Event) int {
-		if c := slices.Compare(a.MovementID[:], b.MovementID[:]); c != 0 {
+		if c := strings.Compare(a.Source, b.Source); c != 0 {
 			return c
 		}
-		return strings.Compare(string(a.Kind), string(b.Kind))
+		return strings.Compare(a.ID, b.ID)
 	})
 	// COPY streams the rows in binary without building ten parameter arrays, and the
 	// server inserts them in multi-row batches; a unique violation aborts it like any
@@ -476,18 +478,29 @@ func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	return nil
 }
 
-// upsertMovements writes each touched movement as the ledger now sees it. A row that a
-// concurrent batch created or completed meanwhile is merged leg by leg (each leg was
-// written by exactly one batch: the events' unique keys saw to that); a product that
-// differs from the stored one means a race this batch lost.
+// upsertMovements writes the legs the batch stored into their movement rows. Only those
+// legs are sent: a leg the batch read is NULL in its arrays, which the update keeps
+// (coalesce) and the guard ignores. The upsert is what keeps a leg written once: a row
+// that a concurrent batch created or completed meanwhile is merged leg by leg only while
+// none of the legs sent is already there and the product is the same; otherwise the row
+// is not written and the batch has lost a race (the upsert waits for, and then sees, the
+// concurrent batch's commit: it locks the row). So two events for one leg never both
+// commit, without a unique key on the events' (movement_id, event) to pay on every insert.
 func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger) error {
+	type legs struct{ departure, arrival bool }
+	added := make(map[domain.MovementID]legs, len(stored))
 	ids := make([]domain.MovementID, 0, len(stored))
-	seen := make(map[domain.MovementID]struct{}, len(stored))
 	for _, e := range stored {
-		if _, ok := seen[e.MovementID]; !ok {
-			seen[e.MovementID] = struct{}{}
+		a, seen := added[e.MovementID]
+		if !seen {
 			ids = append(ids, e.MovementID)
 		}
+		if e.Kind == domain.Departure {
+			a.departure = true
+		} else {
+			a.arrival = true
+		}
+		added[e.MovementID] = a
 	}
 	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
 	n := len(ids)
@@ -498,8 +511,12 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 	for i, id := range ids {
 		m, _ := l.Movement(id)
 		mid[i], pid[i] = [16]byte(id), [16]byte(m.ProductID)
-		d.set(i, m.Departure)
-		a.set(i, m.Arrival)
+		if added[id].departure {
+			d.set(i, m.Departure)
+		}
+		if added[id].arrival {
+			a.set(i, m.Arrival)
+		}
 	}
 	res, err := exec(ctx, tx, `INSERT INTO movements AS m (movement_id, product_id,
 			departure_warehouse_id, departure_source, departure_at, departure_quantity,
@@ -515,7 +532,9 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 			arrival_source = coalesce(m.arrival_source, excluded.arrival_source),
 			arrival_at = coalesce(m.arrival_at, excluded.arrival_at),
 			arrival_quantity = coalesce(m.arrival_quantity, excluded.arrival_quantity)
-		WHERE m.product_id = excluded.product_id`,
+		WHERE m.product_id = excluded.product_id
+			AND (excluded.departure_at IS NULL OR m.departure_at IS NULL)
+			AND (excluded.arrival_at IS NULL OR m.arrival_at IS NULL)`,
 		mid, pid, d.warehouse, d.source, d.at, d.quantity, a.warehouse, a.source, a.at, a.quantity)
 	if err != nil {
 		return fmt.Errorf("upsert movements: %w", err)
