@@ -561,3 +561,11 @@ func e2eWaitForMsg(t *testing.T, cond func() bool, what func() string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// mustExecSQL runs a statement on the test's database.
+func mustExecSQL(t *testing.T, db *bun.DB, query string) {
+	t.Helper()
+	if _, err := db.ExecContext(context.Background(), query); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}

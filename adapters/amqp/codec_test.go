@@ -13,7 +13,8 @@ import (
 	"warehouse/domain"
 )
 
-// specSample is the message of SPEC "Input", verbatim.
+// specSample is the sample arrival of docs/contract.md (docs/sample-pair.jsonl) with
+// quantity 100: every attribute of the format, an extension among them.
 const specSample = `{
   "id": "b3b53031-e83a-4654-87f5-b6b6fb09fd99",
   "source": "WH-3423",
@@ -188,6 +189,23 @@ func TestDecodeEventErrorDetail(t *testing.T) {
 	}
 }
 
+// TestDecodeEventSizeLimit checks the limit at its boundary: a body of exactly
+// MaxMessageSize bytes (the sample padded with trailing whitespace) is decoded, one byte
+// more is refused before it is parsed.
+func TestDecodeEventSizeLimit(t *testing.T) {
+	pad := func(n int) []byte {
+		return []byte(specSample + strings.Repeat(" ", n-len(specSample)))
+	}
+	if _, err := amqpadapter.DecodeEvent(pad(amqpadapter.MaxMessageSize)); err != nil {
+		t.Errorf("a body of exactly %d bytes: %v, want it decoded", amqpadapter.MaxMessageSize, err)
+	}
+	over := pad(amqpadapter.MaxMessageSize + 1)
+	want := fmt.Sprintf("invalid: message is %d bytes, over the %d byte limit", amqpadapter.MaxMessageSize+1, amqpadapter.MaxMessageSize)
+	if _, err := amqpadapter.DecodeEvent(over); err == nil || err.Error() != want {
+		t.Errorf("a body of %d bytes: error %v, want %q", len(over), err, want)
+	}
+}
+
 func TestDecodeEventSpecSample(t *testing.T) {
 	want := domain.Event{
 		ID:          "b3b53031-e83a-4654-87f5-b6b6fb09fd99",
@@ -295,6 +313,13 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte(sampleWith(f, `"2025-02-18T14:34:56Z"`, `"9999-12-31T23:59:59.999999999-23:59"`)))
 	f.Add([]byte(sampleWith(f, `"2025-02-18T14:34:56Z"`, `"0000-01-01T00:00:00+23:59"`)))
 	f.Add([]byte(sampleWith(f, `"destination": "ru.retail.warehouses"`, `"seq": -42, "replay": true, "x": "\u00e9\ud83d\ude00\"\\"`)))
+	// Every escape JSON has, one at a time and all together, in an extension and in
+	// the subject, so that the fuzzer starts from each branch of the string decoder.
+	escapes := []string{`\b`, `\f`, `\n`, `\r`, `\t`, `\"`, `\\`, `\/`, `\u0041`, `\u00e9`, `\u20ac`, `\ud83d\ude00`, `\uD83D\uDE00`, `\ud800`, `\udc00x`}
+	for _, esc := range append(escapes, strings.Join(escapes, "")) {
+		f.Add([]byte(sampleWith(f, `"destination": "ru.retail.warehouses"`, `"destination": "a`+esc+`z"`)))
+		f.Add([]byte(sampleWith(f, `"WH-3423:ARRIVAL"`, `"WH`+esc+`"`)))
+	}
 	for _, tc := range invalidCases(f) {
 		if len(tc.body) <= amqpadapter.MaxMessageSize {
 			f.Add([]byte(tc.body))

@@ -25,6 +25,7 @@ type Store struct {
 	seq       int64
 	events    map[domain.StockKey][]*domain.StoredEvent // in ledger order
 	byID      map[domain.Identity]*domain.StoredEvent
+	broken    map[domain.StockKey]int // stock rows that cannot be written (FailStockWrites)
 }
 
 var _ ports.Store = (*Store)(nil)
@@ -48,6 +49,9 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if k, ok := s.brokenWrite(events); ok {
+		return nil, fmt.Errorf("stock of product %s at warehouse %s cannot be written (a fault of FailStockWrites)", k.Product, k.Warehouse)
+	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	results := make([]error, len(events))
 	for i, e := range events {
@@ -60,6 +64,56 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 		}
 	}
 	return results, nil
+}
+
+// FailStockWrites breaks the store on purpose until restore is called: every batch that
+// would write the stock row k fails as a whole, with nothing of it stored, as a batch of
+// the PostgreSQL store fails when the server refuses one of its rows. The contract suite
+// uses it (portstest.Faults) to check that a batch is all or nothing.
+func (s *Store) FailStockWrites(k domain.StockKey) (restore func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = make(map[domain.StockKey]int)
+	}
+	s.broken[k]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.broken[k]--; s.broken[k] == 0 {
+				delete(s.broken, k)
+			}
+		})
+	}
+}
+
+// brokenWrite reports the first broken stock row (see FailStockWrites) that the batch
+// would write, judging it on a scratch ledger of the rows it touches so that the store is
+// not changed. It costs nothing while no row is broken.
+func (s *Store) brokenWrite(events []domain.Event) (domain.StockKey, bool) {
+	if len(s.broken) == 0 {
+		return domain.StockKey{}, false
+	}
+	scratch := domain.NewLedger()
+	for _, e := range events {
+		if _, ok := s.byID[e.Identity()]; ok {
+			scratch.LoadIdentity(e.Identity())
+		}
+		if m, ok := s.ledger.Movement(e.MovementID); ok {
+			scratch.LoadMovement(m.Clone())
+		}
+		if q, ok := s.ledger.Stock(e.StockKey()); ok {
+			scratch.LoadStock(e.StockKey(), q)
+		}
+	}
+	for _, e := range events {
+		if scratch.Apply(e) == nil && s.broken[e.StockKey()] > 0 {
+			return e.StockKey(), true
+		}
+	}
+	return domain.StockKey{}, false
 }
 
 // Ping always succeeds while ctx is live.

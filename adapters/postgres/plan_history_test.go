@@ -62,29 +62,37 @@ func TestHistoryQueriesUseIndexes(t *testing.T) {
 		}
 		return query
 	}
-	for name, query := range map[string]string{
-		"stock as of":           bind(postgres.AsOfFolds, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]"),
-		"warehouse stock as of": bind(postgres.WarehouseAsOfQuery, w, "'"+uuid.Nil.String()+"'::uuid", at, pos, "51"),
-		"history first page": bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY['-infinity'::timestamptz]",
-			"ARRAY[0::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"),
-		"history next page": bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]",
-			"ARRAY[5000::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"),
-		"history opening balance": bind(postgres.FoldsBefore, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]", "ARRAY[5000::bigint]"),
-		"in transit":              bind(postgres.InTransitQuery, w),
-		"event":                   bind(postgres.EventQuery, "'WH'", "'500'"),
+	const history, checkpoints = "events_history_idx", "stock_checkpoints_pkey"
+	for name, c := range map[string]struct {
+		query string
+		uses  []string
+	}{
+		"stock as of":           {bind(postgres.AsOfFolds, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]"), []string{checkpoints, history}},
+		"warehouse stock as of": {bind(postgres.WarehouseAsOfQuery, w, "'"+uuid.Nil.String()+"'::uuid", at, pos, "51"), []string{"stock_pkey", checkpoints, history}},
+		"history first page": {bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY['-infinity'::timestamptz]",
+			"ARRAY[0::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"), []string{history}},
+		"history next page": {bind(postgres.HistoryPages, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]",
+			"ARRAY[5000::bigint]", "ARRAY['infinity'::timestamptz]", "ARRAY[51]"), []string{history}},
+		"history opening balance": {bind(postgres.FoldsBefore, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]", "ARRAY[5000::bigint]"), []string{checkpoints, history}},
+		"in transit":              {bind(postgres.InTransitQuery, w), []string{"movements_departure_wh_idx"}},
+		"event":                   {bind(postgres.EventQuery, "'WH'", "'500'"), []string{"events_pkey"}},
 	} {
-		mustIndexPlan(t, db, name, query)
+		mustIndexPlan(t, db, name, c.uses, c.query)
 	}
 	wid := domain.WarehouseID(uuid.MustParse(wh + "000000000003"))
 	window := func(f ports.RouteFilter) ports.RouteFilter {
 		f.Since, f.Until, f.Limit = time.Date(2025, 1, 15, 0, 0, 0, 0, time.UTC), time.Date(2025, 2, 14, 0, 0, 0, 0, time.UTC), 50
 		return f
 	}
-	for name, f := range map[string]ports.RouteFilter{
-		"routes":                 window(ports.RouteFilter{}),
-		"routes from one sender": window(ports.RouteFilter{From: &wid}),
-		"routes next page":       window(ports.RouteFilter{After: &ports.RouteCursor{Movements: 3, From: wid, To: wid}}),
+	for name, c := range map[string]struct {
+		f    ports.RouteFilter
+		uses []string
+	}{
+		"routes":                 {window(ports.RouteFilter{}), []string{"movements_moved_at_idx"}},
+		"routes from one sender": {window(ports.RouteFilter{From: &wid}), []string{"movements_departure_wh_idx"}},
+		"routes next page":       {window(ports.RouteFilter{After: &ports.RouteCursor{Movements: 3, From: wid, To: wid}}), []string{"movements_moved_at_idx"}},
 	} {
+		f := c.f
 		query, args := postgres.RoutesQuery(f)
 		literals := make([]string, len(args))
 		for i, a := range args {
@@ -97,11 +105,14 @@ func TestHistoryQueriesUseIndexes(t *testing.T) {
 				literals[i] = fmt.Sprint(v)
 			}
 		}
-		mustIndexPlan(t, db, name, bind(query, literals...))
+		mustIndexPlan(t, db, name, c.uses, bind(query, literals...))
 	}
 	query, args := postgres.MovementsQuery(ports.MovementFilter{
 		Warehouse: &wid, Status: domain.InTransit, DepartedBefore: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), Limit: 50})
-	mustIndexPlan(t, db, "stuck shipments", query, args...)
+	mustIndexPlan(t, db, "stuck shipments", []string{"movements_departure_wh_idx"}, query, args...)
+	query, args = postgres.MovementsQuery(ports.MovementFilter{
+		Status: domain.InTransit, DepartedBefore: time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC), Limit: 50})
+	mustIndexPlan(t, db, "stuck, whole network", []string{"movements_status_idx"}, query, args...)
 	mustIndexOnlyFold(t, db, bind(postgres.AsOfFolds, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]"))
 	mustIndexOnlyFold(t, db, bind(postgres.FoldsBefore, "ARRAY["+w+"]", "ARRAY["+p+"]", "ARRAY["+at+"]", "ARRAY[5000::bigint]"))
 }

@@ -48,27 +48,38 @@ func TestListQueriesUseIndexes(t *testing.T) {
 	p := domain.ProductID(uuid.MustParse("00000000-0000-0000-0000-000000000005"))
 	since := time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
 	cursor := &domain.MovementCursor{Time: time.Date(2025, 2, 15, 0, 0, 0, 0, time.UTC), ID: domain.MovementID(uuid.New())}
-	for name, f := range map[string]ports.MovementFilter{
-		"all":                  {Limit: 50},
-		"next page":            {Limit: 50, After: cursor},
-		"warehouse":            {Warehouse: &w, Limit: 50},
-		"warehouse next page":  {Warehouse: &w, Limit: 50, After: cursor},
-		"warehouse and status": {Warehouse: &w, Status: domain.InTransit, Limit: 50},
-		"product":              {Product: &p, Limit: 50},
-		"product and since":    {Product: &p, Since: since, Limit: 50},
-		"status":               {Status: domain.Arrived, Limit: 50},
-		"since until":          {Since: since, Until: since.Add(24 * time.Hour), Limit: 1000},
+	const (
+		movedAt   = "movements_moved_at_idx"
+		departure = "movements_departure_wh_idx"
+		arrival   = "movements_arrival_wh_idx"
+		product   = "movements_product_idx"
+		status    = "movements_status_idx"
+	)
+	for name, c := range map[string]struct {
+		f    ports.MovementFilter
+		uses []string // the indexes the plan must read: the one made for the filter
+	}{
+		"all":                  {ports.MovementFilter{Limit: 50}, []string{movedAt}},
+		"next page":            {ports.MovementFilter{Limit: 50, After: cursor}, []string{movedAt}},
+		"warehouse":            {ports.MovementFilter{Warehouse: &w, Limit: 50}, []string{departure, arrival}},
+		"warehouse next page":  {ports.MovementFilter{Warehouse: &w, Limit: 50, After: cursor}, []string{departure, arrival}},
+		"warehouse and status": {ports.MovementFilter{Warehouse: &w, Status: domain.InTransit, Limit: 50}, []string{departure, arrival}},
+		"product":              {ports.MovementFilter{Product: &p, Limit: 50}, []string{product}},
+		"product and since":    {ports.MovementFilter{Product: &p, Since: since, Limit: 50}, []string{product}},
+		"status":               {ports.MovementFilter{Status: domain.Arrived, Limit: 50}, []string{status}},
+		"status completed":     {ports.MovementFilter{Status: domain.Completed, Limit: 50}, []string{status}},
+		"since until":          {ports.MovementFilter{Since: since, Until: since.Add(24 * time.Hour), Limit: 1000}, []string{movedAt}},
 	} {
-		query, args := postgres.MovementsQuery(f)
-		mustIndexPlan(t, db, name, query, args...)
+		query, args := postgres.MovementsQuery(c.f)
+		mustIndexPlan(t, db, name, c.uses, query, args...)
 	}
-	mustIndexPlan(t, db, "warehouse stock", `SELECT warehouse_id, product_id, quantity, updated_at FROM stock
+	mustIndexPlan(t, db, "warehouse stock", []string{"stock_pkey"}, `SELECT warehouse_id, product_id, quantity, updated_at FROM stock
 		WHERE warehouse_id = ? AND product_id > ? ORDER BY product_id LIMIT ?`, w.String(), uuid.Nil.String(), 51)
 
 	// The point reads that concurrent requests share look each key up by its primary key.
 	keys := `'{` + w.String() + `,` + uuid.NewString() + `}'`
-	mustIndexPlan(t, db, "stock of many keys", strings.NewReplacer("$1", keys, "$2", keys).Replace(postgres.StocksQuery))
-	mustIndexPlan(t, db, "movements of many ids", strings.Replace(postgres.MovementsByIDQuery, "$1", keys, 1))
+	mustIndexPlan(t, db, "stock of many keys", []string{"stock_pkey"}, strings.NewReplacer("$1", keys, "$2", keys).Replace(postgres.StocksQuery))
+	mustIndexPlan(t, db, "movements of many ids", []string{"movements_pkey"}, strings.Replace(postgres.MovementsByIDQuery, "$1", keys, 1))
 }
 
 func mustExec(t *testing.T, db *bun.DB, query string) {
@@ -82,8 +93,10 @@ func mustExec(t *testing.T, db *bun.DB, query string) {
 var indexAccess = []string{"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
 
 // mustIndexPlan fails unless the plan of query reads every table it scans through an
-// index (see indexAccess) and uses at least one index, and logs the plan.
-func mustIndexPlan(t *testing.T, db *bun.DB, name, query string, args ...any) {
+// index (see indexAccess) and reads every index of uses (the ones made for its shape:
+// some index is not enough, a plan that falls back on another would pass), and logs the
+// plan.
+func mustIndexPlan(t *testing.T, db *bun.DB, name string, uses []string, query string, args ...any) {
 	t.Helper()
 	var raw string
 	if err := db.NewRaw("EXPLAIN (FORMAT JSON) "+query, args...).Scan(context.Background(), &raw); err != nil {
@@ -93,8 +106,7 @@ func mustIndexPlan(t *testing.T, db *bun.DB, name, query string, args ...any) {
 	if err := json.Unmarshal([]byte(raw), &plans); err != nil || len(plans) != 1 {
 		t.Fatalf("%s: plan %q: %v", name, raw, err)
 	}
-	var scans, notIndexed []string
-	indexes := 0
+	var scans, notIndexed, indexes []string
 	plans[0].Plan.walk(func(n planNode) {
 		if !strings.Contains(n.NodeType, "Scan") {
 			return
@@ -102,15 +114,20 @@ func mustIndexPlan(t *testing.T, db *bun.DB, name, query string, args ...any) {
 		scan := n.NodeType + " " + n.IndexName + " on " + n.RelationName
 		scans = append(scans, scan)
 		if n.IndexName != "" {
-			indexes++
+			indexes = append(indexes, n.IndexName)
 		}
 		if n.RelationName != "" && !slices.Contains(indexAccess, n.NodeType) {
 			notIndexed = append(notIndexed, scan)
 		}
 	})
 	t.Logf("%-22s %s", name, strings.Join(scans, "; "))
-	if len(notIndexed) > 0 || indexes == 0 {
+	if len(notIndexed) > 0 || len(indexes) == 0 {
 		t.Errorf("%s: the plan reads a table without an index (%s): %s", name, strings.Join(notIndexed, "; "), strings.Join(scans, "; "))
+	}
+	for _, index := range uses {
+		if !slices.Contains(indexes, index) {
+			t.Errorf("%s: the plan does not read %s: %s", name, index, strings.Join(scans, "; "))
+		}
 	}
 }
 
