@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// Contract constants from SPEC "Input".
+// Contract constants of the message format (docs/contract.md, "Messages").
 const (
 	SpecVersion = "1.0"
 	EventType   = "ru.retail.warehouses.movement"
@@ -68,8 +68,8 @@ type EventInput struct {
 	Quantity    int64
 }
 
-// NewEvent checks SPEC's input rules and returns the event, or an error wrapping ErrInvalid
-// that names the first rule broken.
+// NewEvent checks the input rules of docs/contract.md ("Messages") and returns the event,
+// or an error wrapping ErrInvalid that names the first rule broken.
 func NewEvent(in EventInput) (Event, error) {
 	if err := checkID(in.ID); err != nil {
 		return Event{}, err
@@ -136,8 +136,8 @@ func (e Event) Delta() int64 {
 }
 
 // rfc3339Shape is the RFC 3339 date-time grammar; time.Parse alone also takes a comma
-// before the fraction and a +24:00 offset.
-var rfc3339Shape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$`)
+// before the fraction, a +24:00 offset and offset minutes of 60 (+03:60 read as +04:00).
+var rfc3339Shape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:[0-5]\d)$`)
 
 func offsetHoursTooLarge(s string) bool {
 	if strings.HasSuffix(s, "Z") || len(s) < 6 {

@@ -10,7 +10,8 @@ import (
 	"warehouse/domain"
 )
 
-// validInput is the SPEC's sample arrival as it comes off the wire.
+// validInput is the sample arrival of docs/contract.md, with quantity 100, as it comes
+// off the wire.
 func validInput() domain.EventInput {
 	return domain.EventInput{
 		ID:          "b3b53031-e83a-4654-87f5-b6b6fb09fd99",
@@ -88,6 +89,9 @@ func TestNewEvent(t *testing.T) {
 		// RFC 3339 time-hour is 00-23, in offsets too
 		{"timestamp with +24:00 offset", func(in *domain.EventInput) { in.Timestamp = "2025-02-18T14:34:56+24:00" }, domain.ErrInvalid},
 		{"timestamp with -00:00 offset", func(in *domain.EventInput) { in.Timestamp = "2025-02-18T14:34:56-00:00" }, nil},
+		// and time-minute is 00-59: time.Parse reads +03:60 as +04:00
+		{"timestamp with +03:60 offset", func(in *domain.EventInput) { in.Timestamp = "2025-02-18T14:34:56+03:60" }, domain.ErrInvalid},
+		{"timestamp with -01:59 offset", func(in *domain.EventInput) { in.Timestamp = "2025-02-18T14:34:56-01:59" }, nil},
 
 		{"upper-case UUIDs", func(in *domain.EventInput) {
 			in.MovementID, in.WarehouseID, in.ProductID = strings.ToUpper(in.MovementID), strings.ToUpper(in.WarehouseID), strings.ToUpper(in.ProductID)
