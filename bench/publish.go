@@ -30,7 +30,7 @@ func (r *runner) publishBare(ctx context.Context, exchange string, msgs []messag
 		return err
 	}
 	// Room for every confirm: the client notifies synchronously, and a full channel
-	// would block its reader (NOTES) if we stopped reading on an error.
+	// would block its reader if we stopped reading on an error.
 	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, len(msgs)+1))
 	stall := time.NewTimer(confirmStall)
 	defer stall.Stop()

@@ -606,7 +606,7 @@ func ServeBare(ctx context.Context, addr, dbURL string) error {
 	return app.Listener(ln)
 }
 
-// stockJSON, movementJSON and legJSON are the API's response bodies (SPEC "Output").
+// stockJSON, movementJSON and legJSON are the API's response bodies (see openapi.json).
 type stockJSON struct {
 	WarehouseID string `json:"warehouse_id"`
 	ProductID   string `json:"product_id"`

@@ -8,7 +8,7 @@ import (
 // MovementStatus is where a movement stands, derived from the events seen.
 type MovementStatus string
 
-// The movement statuses of SPEC.
+// The movement statuses the API reports.
 const (
 	InTransit MovementStatus = "in_transit" // departure only
 	Arrived   MovementStatus = "arrived"    // arrival only, departure not yet seen

@@ -103,7 +103,7 @@ func TestMovementElapsedSeconds(t *testing.T) {
 		departure, arrival string
 		want               int64
 	}{
-		{"SPEC sample", "2025-02-18T12:12:56Z", "2025-02-18T14:34:56Z", 8520},
+		{"sample pair", "2025-02-18T12:12:56Z", "2025-02-18T14:34:56Z", 8520},
 		{"same instant", "2025-02-18T12:00:00Z", "2025-02-18T12:00:00Z", 0},
 		{"same instant, other offsets", "2025-02-18T15:00:00+03:00", "2025-02-18T12:00:00Z", 0},
 		{"across offsets", "2025-02-18T12:00:00+03:00", "2025-02-18T12:00:00Z", 3 * 3600},
@@ -162,7 +162,7 @@ func TestMovementQuantityDifference(t *testing.T) {
 		departed, arrive int64
 		want             int64
 	}{
-		{"SPEC sample: 2 lost", 100, 98, -2},
+		{"sample pair: 2 lost", 100, 98, -2},
 		{"nothing lost", 100, 100, 0},
 		{"more arrived than left", 5, 7, 2},
 		{"extremes", 1_000_000_000, 1, -999_999_999},

@@ -1,13 +1,15 @@
 //go:build faults
 
-// Package faults holds the fault-injection tests of SPEC "Processing rules" 6–7: the
-// consumer is killed, its broker connections are closed, its queue is deleted, RabbitMQ and
-// PostgreSQL go away for a while, its database sessions are terminated, three consumers
-// race on the same stock rows, and it is stopped under load. After each fault the ledger
-// must hold exactly the events published, once each, with exact stock and a sound audit.
+// Package faults holds the fault-injection tests of the promise that nothing is lost and
+// nothing counts twice under failures, with one consumer or several (docs/contract.md,
+// "Processing"): the consumer is killed, its broker connections are closed, its queue is
+// deleted, RabbitMQ and PostgreSQL go away for a while, its database sessions are
+// terminated, three consumers race on the same stock rows, and it is stopped under load.
+// After each fault the ledger must hold exactly the events published, once each, with
+// exact stock and a sound audit.
 //
-// The tests never touch the shared PostgreSQL and RabbitMQ (NOTES "Testing against shared
-// services"): they start a private PostgreSQL (initdb + pg_ctl, port 5433 when free) and a
+// The tests never touch the shared PostgreSQL and RabbitMQ (stopping or breaking them
+// would break every other test and user of the machine): they start a private PostgreSQL (initdb + pg_ctl, port 5433 when free) and a
 // private RabbitMQ node (faults@localhost, port 5673 when free) in a temporary directory,
 // build the warehouse binary, run it as child processes and tear everything down at the
 // end, also on failure, interrupt or an approaching -timeout. They run as root (PostgreSQL

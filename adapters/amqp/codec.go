@@ -53,7 +53,7 @@ const (
 )
 
 // DecodeEvent decodes one CloudEvents 1.0 structured-mode JSON message and validates it
-// with domain.NewEvent. Decoding is strict, as SPEC "Input" requires: at most
+// with domain.NewEvent. Decoding is strict, as docs/contract.md requires: at most
 // MaxMessageSize bytes, valid UTF-8, exactly one JSON object and nothing after it but
 // whitespace, exact-case keys, no duplicate key, no unknown key inside data, no U+0000 in
 // any string, and quantity a JSON integer. Optional envelope attributes (every one but id,

@@ -121,7 +121,7 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 
 // Consumer reads movement events from the queue in batches, records them through
 // ports.Recorder and settles each delivery only once its effect is committed or it is
-// safely dead-lettered or scheduled for a retry (SPEC "Processing rules"). It owns a
+// safely dead-lettered or scheduled for a retry (docs/contract.md, "Processing"). It owns a
 // consuming connection and a separate publishing one, and reconnects both on its own.
 type Consumer struct {
 	opts   ConsumerOptions
@@ -293,13 +293,14 @@ func (c *Consumer) open(ctx context.Context) (*session, error) {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, err
 	}
-	// Per-consumer prefetch: quorum queues refuse global QoS (NOTES).
+	// Per-consumer prefetch: quorum queues refuse global QoS.
 	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
 		_ = conn.CloseDeadline(time.Now().Add(closeTimeout))
 		return nil, fmt.Errorf("set prefetch %d: %w", c.opts.Prefetch, err)
 	}
 	s := &session{conn: conn, ch: ch, guardKey: guardKey, lost: make(chan struct{}), watchDone: make(chan struct{})}
-	// Buffered and drained until closed: amqp091-go notifies synchronously (NOTES).
+	// Buffered and drained until closed: amqp091-go notifies synchronously, and an unread
+	// channel blocks the connection's reader.
 	go s.watch(conn.NotifyClose(make(chan *amqp091.Error, 1)),
 		ch.NotifyClose(make(chan *amqp091.Error, 1)),
 		ch.NotifyCancel(make(chan string, 4)))
@@ -335,7 +336,7 @@ func (s *session) watch(connClose, chClose chan *amqp091.Error, cancels chan str
 				cancels = nil
 				continue
 			}
-			// The channel stays open after a basic.cancel: only resubscribing helps (NOTES).
+			// The channel stays open after a basic.cancel: only resubscribing helps.
 			s.lose(fmt.Errorf("broker cancelled consumer %s (queue deleted?)", tag))
 		}
 	}
@@ -922,7 +923,7 @@ func sleep(ctx context.Context, d time.Duration, lost <-chan struct{}) bool {
 	}
 }
 
-// metrics are the consumer's collectors; SPEC names the movements_* ones.
+// metrics are the consumer's collectors; the movements_* ones are part of the contract.
 type metrics struct {
 	stored        prometheus.Counter
 	rejected      *prometheus.CounterVec

@@ -99,7 +99,8 @@ func dialPublisher(ctx context.Context, rawURL string, log *slog.Logger, frameMa
 		dead:      make(chan struct{}),
 		watchDone: make(chan struct{}),
 	}
-	// Every Notify channel is buffered and drained until it closes (NOTES).
+	// Every Notify channel is buffered and drained until it closes: amqp091-go sends to
+	// them synchronously, and an unread one blocks the connection's reader.
 	go p.watch(conn.NotifyClose(make(chan *amqp091.Error, 1)),
 		ch.NotifyClose(make(chan *amqp091.Error, 1)),
 		conn.NotifyBlocked(make(chan amqp091.Blocking, 4)))
@@ -193,7 +194,7 @@ func (p *Publisher) stream(ctx context.Context, out []outgoing) error {
 	}
 	p.drainReturns() // left by an earlier call that timed out
 	// While the broker blocks publishers (resource alarm), a frame write can block past
-	// ctx (NOTES): if ctx ends during the writes, tear the connection down to free them.
+	// ctx (amqp091-go does not watch it): if ctx ends during the writes, tear the connection down to free them.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.CloseDeadline(time.Now().Add(time.Second)) })
 	defer stop()
 	pending := make([]*amqp091.DeferredConfirmation, 0, min(len(out), maxRound))

@@ -13,7 +13,8 @@ import (
 // it: an operator deletes it or fixes the configuration.
 var ErrTopologyMismatch = errors.New("topology mismatch")
 
-// Topology names the exchanges and queues of SPEC "Topology". Every name is configurable.
+// Topology names the exchanges and queues of docs/contract.md ("RabbitMQ topology").
+// Every name is configurable.
 type Topology struct {
 	// Exchange is the topic exchange publishers send movement events to.
 	Exchange string
@@ -34,7 +35,7 @@ type Topology struct {
 	DeliveryLimit int
 }
 
-// DefaultTopology returns SPEC's names under exchange and queue: queue.dlx, queue.dead
+// DefaultTopology returns the default names under exchange and queue: queue.dlx, queue.dead
 // and queue.retry, with the given retry delay and delivery limit.
 func DefaultTopology(exchange, queue string, retryDelay time.Duration, deliveryLimit int) Topology {
 	return Topology{
@@ -92,7 +93,7 @@ func Declare(ch *amqp091.Channel, t Topology) error {
 		args                amqp091.Table
 	}{
 		// At-least-once dead-lettering needs reject-publish overflow, else quorum queues
-		// silently fall back to at-most-once (NOTES).
+		// silently fall back to at-most-once.
 		{t.Queue, t.Exchange, "#", amqp091.Table{
 			amqp091.QueueTypeArg:     amqp091.QueueTypeQuorum,
 			"x-dead-letter-exchange": t.DeadLetterExchange,

@@ -183,7 +183,7 @@ func (a api) warehouseStock(c *fiber.Ctx) error {
 	return c.JSON(out)
 }
 
-// movementJSON is a movement as SPEC shows it: absent legs and derived values are null.
+// movementJSON is a movement as the API answers it: absent legs and derived values are null.
 type movementJSON struct {
 	MovementID         string   `json:"movement_id"`
 	ProductID          string   `json:"product_id"`

@@ -27,7 +27,7 @@ import (
 // stampedAt is the clock of the test store: every stock row's updated_at.
 var stampedAt = time.Date(2025, 3, 1, 9, 30, 0, 0, time.UTC)
 
-// fixture is a store seeded with the movements of SPEC's examples.
+// fixture is a store seeded with the movements of the contract's examples.
 type fixture struct {
 	store                         *memory.Store
 	whA, whB                      string

@@ -10,8 +10,8 @@ import (
 	"warehouse/domain"
 )
 
-// Sample is the SPEC's sample departure/arrival pair: 100 leave WH-3322 at 12:12:56,
-// 98 reach WH-3423 at 14:34:56 — 8520 s and 2 lost on the way.
+// Sample is the sample departure/arrival pair of docs/contract.md: 100 leave WH-3322 at
+// 12:12:56, 98 reach WH-3423 at 14:34:56 — 8520 s and 2 lost on the way.
 type Sample struct {
 	Movement  domain.MovementID
 	Product   domain.ProductID
@@ -20,7 +20,7 @@ type Sample struct {
 	Arrival   domain.Event
 }
 
-// NewSample returns the SPEC sample pair with fresh random ids, so tests can share a store.
+// NewSample returns the sample pair with fresh random ids, so tests can share a store.
 func NewSample() Sample {
 	s := Sample{
 		Movement: domain.MovementID(uuid.New()),
