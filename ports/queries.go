@@ -105,6 +105,8 @@ type HistoryFilter struct {
 
 // HistoryPage is one page of a stock row's history, oldest first by position.
 type HistoryPage struct {
+	// Items may be shared with concurrent readers of the same page (a store answers
+	// identical requests with one read): read them, never change them.
 	Items []domain.HistoryEntry
 	// Next continues the listing; nil on the last page.
 	Next *domain.Position

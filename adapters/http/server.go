@@ -113,6 +113,7 @@ func newServer(opts Options, ready Readiness, reg *prometheus.Registry, log *slo
 		IdleTimeout:           opts.IdleTimeout,
 		BodyLimit:             opts.BodyLimit,
 		ReadBufferSize:        opts.ReadBufferSize,
+		WriteBufferSize:       16 << 10,
 		// Route literals are lowercase; path parameters keep their case either way.
 		CaseSensitive: true,
 	})

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -221,8 +220,7 @@ func (s *Store) StockHistory(ctx context.Context, f ports.HistoryFilter) (ports.
 	if err != nil {
 		return ports.HistoryPage{}, fmt.Errorf("history of product %s at warehouse %s: %w", f.Product, f.Warehouse, err)
 	}
-	page.Items = slices.Clone(page.Items) // readers of the same page share the fetched one
-	return page, nil
+	return page, nil // its items are shared with the other readers of the same page (see ports.HistoryPage)
 }
 
 // fetchHistory reads the pages of keys, with their balances; an empty page is absent.
