@@ -363,38 +363,51 @@ type pgInstance struct {
 	dir, data, sock string
 	port            int
 	user            string
+	extra           string // more server options (-c name=value ...), e.g. for replication
 	started         bool
 	mu              sync.Mutex // serializes start/stop
 }
 
 func startPG(dir string) error {
-	if _, err := os.Stat(filepath.Join(pgBinDir, "initdb")); err != nil {
-		return fmt.Errorf("PostgreSQL 15 binaries not found in %s: %w", pgBinDir, err)
-	}
 	port, err := pickPort(preferredPGPort)
 	if err != nil {
 		return err
 	}
-	p := &pgInstance{dir: filepath.Join(dir, "pg"), port: port, user: "postgres"}
-	p.data = filepath.Join(p.dir, "data")
-	p.sock = p.dir
-	if err := os.MkdirAll(p.dir, 0o755); err != nil {
-		return err
-	}
-	if err := chownTo(p.dir, p.user); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgStartTimeout)
 	defer cancel()
-	initdb := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "initdb"),
-		"-D", p.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N")
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %w\n%s", err, out)
+	p, err := newPG(ctx, filepath.Join(dir, "pg"), port, true)
+	if err != nil {
+		return err
 	}
 	envMu.Lock()
 	env.pg = p
 	envMu.Unlock()
 	return p.start(ctx)
+}
+
+// newPG prepares a cluster's directory in dir (owned by postgres), with a fresh data
+// directory from initdb when initdb is true (a standby gets its data from pg_basebackup).
+func newPG(ctx context.Context, dir string, port int, initdb bool) (*pgInstance, error) {
+	if _, err := os.Stat(filepath.Join(pgBinDir, "initdb")); err != nil {
+		return nil, fmt.Errorf("PostgreSQL 15 binaries not found in %s: %w", pgBinDir, err)
+	}
+	p := &pgInstance{dir: dir, port: port, user: "postgres"}
+	p.data = filepath.Join(p.dir, "data")
+	p.sock = p.dir
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := chownTo(p.dir, p.user); err != nil {
+		return nil, err
+	}
+	if initdb {
+		cmd := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "initdb"),
+			"-D", p.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		}
+	}
+	return p, nil
 }
 
 // url is the URL of database name on the private cluster.
@@ -409,7 +422,7 @@ func (p *pgInstance) start(ctx context.Context) error {
 	// fsync=off: the tests stop PostgreSQL cleanly (-m fast) or throw it away at the end, so
 	// durability on disk is not under test; without it a loaded machine makes every
 	// CREATE DATABASE and shutdown checkpoint take seconds.
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off", p.port, p.sock)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off %s", p.port, p.sock, p.extra)
 	cmd := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "pg_ctl"),
 		"-D", p.data, "-o", opts, "-l", filepath.Join(p.dir, "server.log"), "-w", "-t", "60", "start")
 	out, err := cmd.CombinedOutput()
