@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	amqpadapter "warehouse/adapters/amqp"
 )
 
 // bareTableDDL is the plain table of the bare consumer: the columns of the service's
@@ -56,7 +58,11 @@ func (b *bareConsumer) run(ctx context.Context, ready func()) error {
 		return err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
-	conn, err := amqp091.DialConfig(b.amqpURL, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
+	node, err := amqpadapter.PickNode(b.amqpURL) // one node of a cluster's list
+	if err != nil {
+		return err
+	}
+	conn, err := amqp091.DialConfig(node, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
 	if err != nil {
 		return err
 	}

@@ -52,10 +52,11 @@ func (r *runner) adminURL() (string, error) {
 // dialBroker opens a connection of the benchmark's own (declarations, deletions, bare
 // clients); its errors never echo the URL.
 func (r *runner) dialBroker() (*amqp091.Connection, error) {
-	if _, err := url.Parse(r.o.AMQPURL); err != nil {
-		return nil, errors.New("AMQP_URL is not a URL")
+	node, err := amqpadapter.PickNode(r.o.AMQPURL) // one node of a cluster's list, as the service picks
+	if err != nil {
+		return nil, fmt.Errorf("AMQP_URL: %w", err)
 	}
-	conn, err := amqp091.DialConfig(r.o.AMQPURL, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
+	conn, err := amqp091.DialConfig(node, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
 	if err != nil {
 		return nil, fmt.Errorf("RabbitMQ is unreachable: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/joho/godotenv"
 	"github.com/kelseyhightower/envconfig"
+
+	amqpadapter "warehouse/adapters/amqp"
 )
 
 // Config is the whole service configuration, read from the environment (and from .env
@@ -23,9 +25,12 @@ type Config struct {
 	// before the request is shed (503 overloaded).
 	DBListWait time.Duration `envconfig:"DB_LIST_WAIT" default:"200ms"`
 
-	AMQPURL      string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/"`
-	AMQPExchange string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
-	AMQPQueue    string `envconfig:"AMQP_QUEUE" default:"warehouse.movements"`
+	AMQPURL string `envconfig:"AMQP_URL" default:"amqp://guest:guest@127.0.0.1:5672/"`
+	// AMQPNodeOrder is where the first connection to the nodes of AMQP_URL starts:
+	// "random" or "listed" (see amqpadapter.PreferListedOrder).
+	AMQPNodeOrder string `envconfig:"AMQP_NODE_ORDER" default:"random"`
+	AMQPExchange  string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
+	AMQPQueue     string `envconfig:"AMQP_QUEUE" default:"warehouse.movements"`
 	// AMQPDeadLetterExchange and AMQPDeadLetterQueue default to the queue name + ".dlx" / ".dead".
 	AMQPDeadLetterExchange string `envconfig:"AMQP_DEAD_LETTER_EXCHANGE"`
 	AMQPDeadLetterQueue    string `envconfig:"AMQP_DEAD_LETTER_QUEUE"`
@@ -84,7 +89,13 @@ func LoadConfig() (Config, error) {
 	if c.AMQPRetryExchange == "" {
 		c.AMQPRetryExchange = c.AMQPQueue + ".retry"
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	// The AMQP adapter dials for every part of the process; its node order is the
+	// process's.
+	amqpadapter.PreferListedOrder(c.AMQPNodeOrder == "listed")
+	return c, nil
 }
 
 func (c Config) validate() error {
@@ -109,10 +120,12 @@ func (c Config) validate() error {
 	check(c.DBMaxConns >= 1, "DB_MAX_CONNS must be positive")
 	check(c.DBListWait > 0, "DB_LIST_WAIT must be positive")
 	check(c.ConsumerHoldLimit > 0, "CONSUMER_HOLD_LIMIT must be positive")
-	for name, raw := range map[string]string{"DATABASE_URL": c.DatabaseURL, "AMQP_URL": c.AMQPURL} {
-		if _, err := url.Parse(raw); err != nil {
-			errs = append(errs, fmt.Errorf("%s is not a URL", name)) // the URL may hold a password: never echo it
-		}
+	check(c.AMQPNodeOrder == "random" || c.AMQPNodeOrder == "listed", "AMQP_NODE_ORDER must be random or listed")
+	if _, err := url.Parse(c.DatabaseURL); err != nil {
+		errs = append(errs, errors.New("DATABASE_URL is not a URL")) // the URL may hold a password: never echo it
+	}
+	if _, err := amqpadapter.ParseNodes(c.AMQPURL); err != nil {
+		errs = append(errs, fmt.Errorf("AMQP_URL: %w", err)) // ParseNodes never quotes the URL
 	}
 	return errors.Join(errs...)
 }

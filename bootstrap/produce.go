@@ -551,9 +551,9 @@ func (p *producer) write(ctx context.Context, stdout io.Writer) (err error) {
 // a fresh broker keeps every message) or checks that the chosen exchange exists, then
 // dials the publisher.
 func (p *producer) prepareBroker(ctx context.Context) error {
-	conn, err := amqp091.DialConfig(p.cfg.AMQPURL, amqp091.Config{Dial: amqp091.DefaultDial(10 * time.Second)})
+	conn, err := amqpadapter.Dial(ctx, p.cfg.AMQPURL, "warehouse produce")
 	if err != nil {
-		return fmt.Errorf("connect to RabbitMQ at %s: %w", redactURL(p.cfg.AMQPURL), err)
+		return fmt.Errorf("connect to RabbitMQ: %w", err) // names the node, password hidden
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
@@ -568,7 +568,9 @@ func (p *producer) prepareBroker(ctx context.Context) error {
 		return fmt.Errorf("exchange %q does not exist (%w): declare it, or run `warehouse run` or `warehouse consume` with AMQP_EXCHANGE=%s first",
 			p.opts.exchange, err, p.opts.exchange)
 	}
-	p.pub, err = amqpadapter.DialPublisher(ctx, p.cfg.AMQPURL, p.log)
+	if p.pub, err = amqpadapter.DialPublisher(ctx, p.cfg.AMQPURL, p.log); err == nil {
+		p.log.Info("publishing", "node", amqpadapter.CurrentNode(p.cfg.AMQPURL))
+	}
 	return err
 }
 
@@ -679,6 +681,7 @@ func (p *producer) attempt(ctx context.Context, msgs []amqpadapter.Message) erro
 			return err
 		}
 		p.pub = pub
+		p.log.Info("publishing again", "node", amqpadapter.CurrentNode(p.cfg.AMQPURL))
 	}
 	return p.pub.PublishBatch(actx, p.opts.exchange, msgs)
 }

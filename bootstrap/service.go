@@ -159,6 +159,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		ready.ConsumerState = func() string { return worstState(consumers) }
 		ready.RequireConsumer = !r.api
 		ready.ConsumerHeld = func() (time.Time, string) { return oldestHeld(consumers) }
+		ready.ConsumerNode = consumers[0].Node // the workers share the process's node (see amqpadapter.ParseNodes)
 		ready.HoldLimit = cfg.ConsumerHoldLimit
 	}
 

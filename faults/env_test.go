@@ -488,38 +488,61 @@ type rmqInstance struct {
 }
 
 func startRabbit(dir string) error {
-	if _, err := os.Stat(filepath.Join(rmqBinDir, "rabbitmq-server")); err != nil {
-		return fmt.Errorf("RabbitMQ scripts not found in %s: %w", rmqBinDir, err)
-	}
-	r := &rmqInstance{dir: filepath.Join(dir, "rmq")}
-	var err error
-	if r.port, err = pickPort(preferredAMQPPort); err != nil {
+	port, err := pickPort(preferredAMQPPort)
+	if err != nil {
 		return err
 	}
-	if r.distPort, err = pickPort(preferredDistPort); err != nil {
+	distPort, err := pickPort(preferredDistPort)
+	if err != nil {
 		return err
 	}
 	name := preferredNode
-	if r.port != preferredAMQPPort || r.distPort != preferredDistPort || epmdKnows(preferredNode) {
+	if port != preferredAMQPPort || distPort != preferredDistPort || epmdKnows(preferredNode) {
 		name = fmt.Sprintf("%s-%d", preferredNode, os.Getpid())
 	}
-	r.node = name + "@localhost"
-
-	home := filepath.Join(r.dir, "home")
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	cookie, err := newCookie()
+	if err != nil {
 		return err
 	}
-	// A cookie of our own, written before anything starts: the server and rabbitmqctl
-	// must not race to create different ones.
+	r, err := newRabbit(filepath.Join(dir, "rmq"), name+"@localhost", port, distPort, cookie)
+	if err != nil {
+		return err
+	}
+	envMu.Lock()
+	env.rmq = r
+	envMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), rmqStartTimeout)
+	defer cancel()
+	return r.boot(ctx)
+}
+
+// newCookie makes an Erlang cookie: the nodes of one cluster share one.
+func newCookie() (string, error) {
 	cookie := make([]byte, 20)
 	if _, err := rand.Read(cookie); err != nil {
-		return err
+		return "", err
 	}
 	for i := range cookie {
 		cookie[i] = 'A' + cookie[i]%26
 	}
+	return string(cookie), nil
+}
+
+// newRabbit prepares the directory of a private node (its home with the cookie, its
+// configuration, data and logs, owned by rabbitmq) without starting it.
+func newRabbit(dir, node string, port, distPort int, cookie string) (*rmqInstance, error) {
+	if _, err := os.Stat(filepath.Join(rmqBinDir, "rabbitmq-server")); err != nil {
+		return nil, fmt.Errorf("RabbitMQ scripts not found in %s: %w", rmqBinDir, err)
+	}
+	r := &rmqInstance{dir: dir, node: node, port: port, distPort: distPort}
+	home := filepath.Join(r.dir, "home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	// The cookie is written before anything starts: the server and rabbitmqctl must not
+	// race to create different ones.
 	files := map[string]string{
-		filepath.Join(home, ".erlang.cookie"): string(cookie),
+		filepath.Join(home, ".erlang.cookie"): cookie,
 		filepath.Join(r.dir, "rabbitmq.conf"): fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\n", r.port),
 		filepath.Join(r.dir, "env.conf"):      "# replaces /etc/rabbitmq/rabbitmq-env.conf, which names the shared node\n",
 		filepath.Join(r.dir, "plugins"):       "[].\n",
@@ -527,14 +550,14 @@ func startRabbit(dir string) error {
 	}
 	for path, content := range files {
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := os.Chmod(filepath.Join(home, ".erlang.cookie"), 0o400); err != nil {
-		return err
+		return nil, err
 	}
 	if err := chownTo(r.dir, "rabbitmq"); err != nil {
-		return err
+		return nil, err
 	}
 	r.serverEnv = []string{
 		"RABBITMQ_NODENAME=" + r.node,
@@ -548,12 +571,11 @@ func startRabbit(dir string) error {
 		"RABBITMQ_PID_FILE=" + filepath.Join(r.dir, "beam.pid"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(r.dir, "plugins"),
 	}
-	envMu.Lock()
-	env.rmq = r
-	envMu.Unlock()
+	return r, nil
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), rmqStartTimeout)
-	defer cancel()
+// boot starts the node and waits until it has booted and its listener answers AMQP.
+func (r *rmqInstance) boot(ctx context.Context) error {
 	start := asUser(ctx, "rabbitmq", r.dir, append(r.commonEnv(), r.serverEnv...), filepath.Join(rmqBinDir, "rabbitmq-server"), "-detached")
 	out, err := start.CombinedOutput()
 	r.started = true

@@ -245,9 +245,9 @@ func testFailover(t *testing.T, synchronous bool) {
 	if synchronous {
 		checkReadWriteOnly(t, pair)
 	}
-	s := newScenarioOn(t, name, pair.url)
+	s := newScenarioOn(t, name, scenarioOn{dbURL: pair.url})
 	st := newStream(t, failoverEvents, 0)
-	c := s.startProcess("run", "run", s.env.rmq.url())
+	c := s.startProcess("run", "run", s.amqpURL)
 	m := s.watch(c)
 	l := s.publish(st.msgs, loadBatch, 0, loadPace)
 	l.waitConfirmed(len(st.msgs) / 3)

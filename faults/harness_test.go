@@ -63,8 +63,14 @@ type scenario struct {
 	ctx   context.Context
 	dir   string // logs of this test
 	dbURL string
-	topo  amqpadapter.Topology
-	probe *sql.DB // application_name=faults, so pg_terminate_backend spares it
+	// amqpURL is the broker of every connection: the private node, or a cluster's nodes.
+	amqpURL string
+	// ctl runs rabbitmqctl against a node of the broker that answers.
+	ctl func(ctx context.Context, args ...string) (string, error)
+	// extraEnv is added to every child's environment (the last of a name wins).
+	extraEnv []string
+	topo     amqpadapter.Topology
+	probe    *sql.DB // application_name=faults, so pg_terminate_backend spares it
 
 	mu        sync.Mutex
 	consumers []*consumer
@@ -75,16 +81,27 @@ type scenario struct {
 // of unique names, bounded by scenarioTimeout.
 func newScenario(t *testing.T, name string) *scenario {
 	t.Helper()
-	return newScenarioOn(t, name, nil)
+	return newScenarioOn(t, name, scenarioOn{})
 }
 
-// newScenarioOn is newScenario on the database that dbURL names (given the database's
-// name) instead of the private PostgreSQL; nil means the private PostgreSQL.
-func newScenarioOn(t *testing.T, name string, dbURL func(db string) string) *scenario {
+// scenarioOn names other instances than the private PostgreSQL and RabbitMQ node.
+type scenarioOn struct {
+	dbURL   func(db string) string // the URL of a database, given its name
+	amqpURL string
+	ctl     func(ctx context.Context, args ...string) (string, error)
+}
+
+// newScenarioOn is newScenario on the instances of on; a zero field means the private
+// instance.
+func newScenarioOn(t *testing.T, name string, on scenarioOn) *scenario {
 	t.Helper()
 	e := mustEnv(t)
+	dbURL := on.dbURL
 	if dbURL == nil {
 		dbURL = e.pg.url
+	}
+	if on.amqpURL == "" {
+		on.amqpURL, on.ctl = e.rmq.url(), e.rmq.ctl
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 	t.Cleanup(cancel)
@@ -93,8 +110,8 @@ func newScenarioOn(t *testing.T, name string, dbURL func(db string) string) *sce
 	s := &scenario{
 		t: t, name: name, env: e, ctx: ctx,
 		dir:   filepath.Join(e.dir, "tests", name+"-"+suffix),
-		dbURL: dbURL("faults_" + name + "_" + suffix),
-		topo:  amqpadapter.DefaultTopology(queue, queue, retryDelay, deliveryLimit),
+		dbURL: dbURL("faults_" + name + "_" + suffix), amqpURL: on.amqpURL, ctl: on.ctl,
+		topo: amqpadapter.DefaultTopology(queue, queue, retryDelay, deliveryLimit),
 	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -138,11 +155,11 @@ func newScenarioOn(t *testing.T, name string, dbURL func(db string) string) *sce
 // PATH, and it runs in s.dir, where there is no .env.
 func (s *scenario) childEnv(consumerAddr string) []string {
 	httpPort, _ := freePort()
-	return []string{
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + s.dir,
 		"DATABASE_URL=" + s.dbURL,
-		"AMQP_URL=" + s.env.rmq.url(),
+		"AMQP_URL=" + s.amqpURL,
 		"AMQP_EXCHANGE=" + s.topo.Exchange,
 		"AMQP_QUEUE=" + s.topo.Queue,
 		"AMQP_DELIVERY_LIMIT=" + strconv.Itoa(deliveryLimit),
@@ -152,7 +169,7 @@ func (s *scenario) childEnv(consumerAddr string) []string {
 		"LOG_LEVEL=info",
 		"CONSUMER_HTTP_ADDR=" + consumerAddr,
 		"HTTP_ADDR=127.0.0.1:" + strconv.Itoa(httpPort),
-	}
+	}, s.extraEnv...)
 }
 
 func randHex(n int) string {
@@ -176,7 +193,9 @@ func (s *scenario) tryChannel() (*amqp091.Channel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.amqpConn == nil || s.amqpConn.IsClosed() {
-		conn, err := amqp091.DialConfig(s.env.rmq.url(), amqp091.Config{Dial: amqp091.DefaultDial(5 * time.Second)})
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		defer cancel()
+		conn, err := amqpadapter.Dial(ctx, s.amqpURL, "faults") // a cluster's next node when one is down
 		if err != nil {
 			return nil, err
 		}
@@ -207,7 +226,7 @@ func (s *scenario) queueState(name string) (ready, consumers int, exists bool, e
 // queueMessages asks rabbitmqctl for ready + unacknowledged messages per queue, which a
 // passive declare does not tell.
 func (s *scenario) queueMessages() (map[string]int, error) {
-	out, err := s.env.rmq.ctl(s.ctx, "list_queues", "name", "messages", "--formatter", "json")
+	out, err := s.ctl(s.ctx, "list_queues", "name", "messages", "--formatter", "json")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, lastLines(out, 5))
 	}
@@ -294,7 +313,7 @@ type consumer struct {
 // startConsumer starts a consumer and waits until its /readyz answers 200.
 func (s *scenario) startConsumer(name string) *consumer {
 	s.t.Helper()
-	return s.startConsumerVia(name, s.env.rmq.url())
+	return s.startConsumerVia(name, s.amqpURL)
 }
 
 // startConsumerVia starts a consumer that reaches the broker at amqpURL.
@@ -764,7 +783,7 @@ func (l *loader) run(ctx context.Context) {
 		}
 		if pub == nil {
 			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			p, err := amqpadapter.DialPublisher(dctx, l.s.env.rmq.url(), nil)
+			p, err := amqpadapter.DialPublisher(dctx, l.s.amqpURL, nil)
 			cancel()
 			if err != nil {
 				backoff(err)

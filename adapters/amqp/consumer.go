@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,6 +163,10 @@ func (c *Consumer) State() string { return c.state.Load().(string) }
 
 func (c *Consumer) setState(s string) { c.state.Store(s) }
 
+// Node reports the broker node the consumer connected to last, its password hidden (of
+// the nodes AMQP_URL lists, see ParseNodes); "" before the first connection.
+func (c *Consumer) Node() string { return CurrentNode(c.opts.URL) }
+
 // Held reports since when the consumer has held a batch it could not record or settle,
 // and why ("store unavailable", "cannot publish dead letters and retries"); a zero time
 // when it holds none. A batch held for long stops ingest: readiness reports it past a
@@ -211,8 +214,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := c.opts.Topology.Validate(); err != nil {
 		return err
 	}
-	if _, err := url.Parse(c.opts.URL); err != nil {
-		return errors.New("AMQP URL is not a valid URL")
+	if _, err := ParseNodes(c.opts.URL); err != nil {
+		return err
 	}
 	defer c.closePublisher()
 	c.log.InfoContext(ctx, "consumer starting", "url", redactURL(c.opts.URL), "queue", c.opts.Topology.Queue,
@@ -245,7 +248,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		started = true
 		bo.reset()
 		c.setState(StateConnected)
-		c.log.InfoContext(ctx, "consumer connected", "queue", c.opts.Topology.Queue)
+		c.log.InfoContext(ctx, "consumer connected", "queue", c.opts.Topology.Queue, "node", CurrentNode(c.opts.URL))
 		err = c.consume(ctx, s)
 		s.close()
 		if err == nil {
@@ -253,7 +256,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return nil
 		}
 		c.setState(StateReconnecting)
-		c.log.WarnContext(ctx, "consumer lost the broker, reconnecting", "err", err)
+		nodeLost(c.opts.URL)
+		c.log.WarnContext(ctx, "consumer lost the broker, reconnecting", "err", err, "node", CurrentNode(c.opts.URL))
 		if !sleep(ctx, bo.next(), nil) {
 			return nil
 		}

@@ -63,3 +63,17 @@ func (c readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // GuardReader returns what a client reads of r through a frameGuard.
 func GuardReader(r io.Reader) io.Reader { return newFrameGuard(readerConn{r: r}, 131072) }
+
+// StartClusterAt makes the next dial to the nodes of raw start at node i.
+func StartClusterAt(raw string, i int) {
+	c, err := clusterOf(raw)
+	if err != nil {
+		panic(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next = i
+}
+
+// NodeLost is nodeLost for the tests.
+func NodeLost(raw string) { nodeLost(raw) }

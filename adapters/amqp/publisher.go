@@ -56,6 +56,7 @@ type Message struct {
 // dialed again.
 type Publisher struct {
 	log  *slog.Logger
+	url  string // as dialled: one node or a cluster's (see ParseNodes)
 	conn *amqp091.Connection
 	ch   *amqp091.Channel
 
@@ -93,6 +94,7 @@ func dialPublisher(ctx context.Context, rawURL string, log *slog.Logger, frameMa
 	}
 	p := &Publisher{
 		log:       log.With("component", "amqp"),
+		url:       rawURL,
 		conn:      conn,
 		ch:        ch,
 		returns:   ch.NotifyReturn(make(chan amqp091.Return, maxRound)),
@@ -124,6 +126,7 @@ func (p *Publisher) watch(connClose, chClose chan *amqp091.Error, blocked chan a
 				die(errors.New("publisher connection closed"))
 				continue
 			}
+			nodeLost(p.url) // the broker or the network closed it: the next dial tries another node
 			die(fmt.Errorf("publisher connection closed: %w", e))
 		case e, ok := <-chClose:
 			if !ok {
@@ -306,8 +309,49 @@ func dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, string
 	return dialFrame(ctx, rawURL, name, clientFrameMax)
 }
 
+// Dial opens a connection to the broker of rawURL (one node, or the comma-separated nodes
+// of a cluster, see ParseNodes) as the service's own connections are opened: bounded by
+// ctx, named for the management UI, behind the frame guard, on the first node that
+// answers. For tools that declare or inspect (produce, the benchmark).
+func Dial(ctx context.Context, rawURL, name string) (*amqp091.Connection, error) {
+	conn, _, err := dial(ctx, rawURL, name)
+	return conn, err
+}
+
 // dialFrame is dial with the frame_max the client proposes (the broker's may be lower).
+// It tries the nodes of rawURL in turn, from the one this process used last (see
+// cluster), and returns the first connection; a refused login ends the search, since
+// every node has the same users.
 func dialFrame(ctx context.Context, rawURL, name string, frameMax int) (*amqp091.Connection, string, error) {
+	cl, err := clusterOf(rawURL)
+	if err != nil {
+		return nil, "", err
+	}
+	var last error
+	for _, node := range cl.order() {
+		conn, key, err := dialNode(ctx, node, name, frameMax)
+		if err == nil {
+			cl.connected(node)
+			return conn, key, nil
+		}
+		if errors.Is(err, errRefused) || ctx.Err() != nil || len(cl.nodes) == 1 {
+			return nil, "", err
+		}
+		last = err
+	}
+	return nil, "", fmt.Errorf("%w: %w (tried %d nodes)", errNoNode, last, len(cl.nodes))
+}
+
+// nodeLost tells the cluster of rawURL that a connection to the node it connected to
+// last was lost, so that the next dial starts at another node.
+func nodeLost(rawURL string) {
+	if cl, err := clusterOf(rawURL); err == nil {
+		cl.lostCurrent()
+	}
+}
+
+// dialNode opens a connection to one node.
+func dialNode(ctx context.Context, rawURL, name string, frameMax int) (*amqp091.Connection, string, error) {
 	if _, err := url.Parse(rawURL); err != nil {
 		return nil, "", errors.New("AMQP URL is not a valid URL") // url.Error would echo the password
 	}

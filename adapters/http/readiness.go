@@ -47,6 +47,9 @@ type Readiness struct {
 	// ConsumerHeld reports since when the consumer has held a batch it cannot record or
 	// settle, and why; a zero time when it holds none. nil when the process does not consume.
 	ConsumerHeld func() (since time.Time, reason string)
+	// ConsumerNode names the broker node the consumer connected to last, password
+	// hidden; nil when the process does not consume.
+	ConsumerNode func() string
 	// HoldLimit is how long a batch may stay held before the process is not ready:
 	// ingest has stopped, whatever the checks say (DefaultHoldLimit when zero).
 	HoldLimit time.Duration
@@ -61,6 +64,8 @@ type readyBody struct {
 	Draining bool        `json:"draining"`
 	Checks   []checkBody `json:"checks"`
 	Consumer *string     `json:"consumer"`
+	// ConsumerNode is the broker node of the consumer's connection (see AMQP_URL).
+	ConsumerNode string `json:"consumer_node,omitempty"`
 	// ConsumerHeld is set while the consumer holds a batch.
 	ConsumerHeld *heldBody `json:"consumer_held,omitempty"`
 }
@@ -118,6 +123,9 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		if s.ready.RequireConsumer && state == ConsumerReconnecting {
 			ready = false
 		}
+	}
+	if s.ready.ConsumerNode != nil {
+		body.ConsumerNode = s.ready.ConsumerNode()
 	}
 	if s.ready.ConsumerHeld != nil {
 		if since, reason := s.ready.ConsumerHeld(); !since.IsZero() {
