@@ -151,6 +151,18 @@ func TestReadyzHeldBatch(t *testing.T) {
 		"consumer_held": {"seconds": 75, "reason": "cannot publish dead letters and retries", "limit_seconds": 60}}`)
 }
 
+// TestReadyzNamesTheNode: a consuming process's /readyz names its broker node as the
+// consumer reports it (password hidden there), and nothing before the first connection.
+func TestReadyzNamesTheNode(t *testing.T) {
+	var node atomic.Value
+	node.Store("")
+	s, _ := mustServer(t, fakeQueries{}, httpadapter.Options{}, httpadapter.Readiness{ConsumerNode: func() string { return node.Load().(string) }})
+	wantJSON(t, mustGet(t, s, "/readyz"), 200, `{"status": "ready", "draining": false, "checks": [], "consumer": null}`)
+	node.Store("amqp://guest:xxxxx@rabbit2:5672/")
+	wantJSON(t, mustGet(t, s, "/readyz"), 200, `{"status": "ready", "draining": false, "checks": [], "consumer": null,
+		"consumer_node": "amqp://guest:xxxxx@rabbit2:5672/"}`)
+}
+
 // errorBox lets an atomic.Value hold a nil error.
 type errorBox struct{ err error }
 
