@@ -101,6 +101,7 @@ type produceOptions struct {
 	output, file, expect       string
 	exchange                   string
 	batch                      int
+	binary                     bool // --mode binary
 }
 
 func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOptions, error) {
@@ -128,11 +129,22 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 	fs.StringVar(&o.expect, "expect", "", "write the expected stock to this file as JSON")
 	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
 	fs.IntVar(&o.batch, "batch", 5000, "messages per publish call, sent with a sliding window of confirms; a failed call is re-sent whole")
+	mode := fs.String("mode", "structured", "CloudEvents content mode: structured (the whole event as the JSON body) or binary (attributes as cloudEvents:* headers, data as the body)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch *mode {
+	case "structured":
+	case "binary":
+		o.binary = true
+		if o.dryRun {
+			return o, errors.New("--mode binary publishes: --dry-run writes structured JSON lines")
+		}
+	default:
+		return o, errors.New("--mode: want structured or binary")
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -607,13 +619,14 @@ func (p *producer) publish(ctx context.Context) error {
 				done = true
 				break
 			}
-			msgs = append(msgs, amqpadapter.Message{
-				RoutingKey: "movement." + string(e.Kind),
-				Publishing: amqp091.Publishing{
-					MessageId: e.ID, AppId: "warehouse-produce", Body: body,
-					Timestamp: time.Now().UTC().Truncate(time.Second),
-				},
-			})
+			pub := amqp091.Publishing{
+				MessageId: e.ID, AppId: "warehouse-produce", Body: body,
+				Timestamp: time.Now().UTC().Truncate(time.Second),
+			}
+			if p.opts.binary {
+				pub.Headers, pub.ContentType, pub.Body = amqpadapter.EncodeEventBinary(e)
+			}
+			msgs = append(msgs, amqpadapter.Message{RoutingKey: "movement." + string(e.Kind), Publishing: pub})
 		}
 		if len(msgs) == 0 {
 			break

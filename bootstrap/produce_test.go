@@ -300,6 +300,8 @@ func TestProduceFlags(t *testing.T) {
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra"}, "unexpected argument"},
 		{[]string{"--dry-run", "--file", "/does/not/exist.jsonl"}, "exist.jsonl"},
+		{[]string{"--mode", "batch"}, "--mode"},
+		{[]string{"--mode", "binary", "--dry-run"}, "--mode binary publishes"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -476,6 +478,39 @@ func TestProducePublishesWithConfirms(t *testing.T) {
 	}
 	store, _ := mustProduceReplay(t, events)
 	mustProduceStock(t, store, events, mustProduceExpected(t, expect))
+}
+
+// TestProduceBinaryMode: --mode binary publishes the same events as the structured
+// default, each with its attributes as cloudEvents:* headers, its data object as the
+// body and the content type application/json, and the service's decoder reads them back.
+func TestProduceBinaryMode(t *testing.T) {
+	conn := mustBrokerForProduce(t)
+	_, queue := mustProduceTopology(t, conn)
+	args := []string{"--count", "200", "--seed", "22", "--start", "2025-02-18T08:00:00Z", "--duplicates", "0.05"}
+	stdout, _ := mustProduce(t, context.Background(), append(args, "--mode", "binary")...)
+	if !strings.Contains(stdout, "done: published 200, confirmed 200") {
+		t.Errorf("summary = %q", stdout)
+	}
+	dry, _ := mustProduce(t, context.Background(), append(args, "--dry-run")...)
+	want := strings.Split(strings.TrimSuffix(dry, "\n"), "\n")
+	got := mustProduceDrain(t, conn, queue, 200)
+	for i, d := range got {
+		structured, err := amqpadapter.DecodeEvent([]byte(want[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := d.Headers["cloudEvents:id"]; !ok || d.ContentType != "application/json" || bytes.Contains(d.Body, []byte("specversion")) {
+			t.Fatalf("message %d is not in binary mode: headers %v, content type %q, body %s", i, d.Headers, d.ContentType, d.Body)
+		}
+		e, err := amqpadapter.DecodeDelivery(d.Headers, d.ContentType, d.Body)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if e.ID != structured.ID || e.Source != structured.Source || e.MovementID != structured.MovementID ||
+			e.Quantity != structured.Quantity || !e.Timestamp.Equal(structured.Timestamp) || e.Kind != structured.Kind || !e.Time.Equal(structured.Time) {
+			t.Errorf("message %d decodes to %+v, want %+v", i, e, structured)
+		}
+	}
 }
 
 // TestProduceRate paces a small run: at 200/s, the last of 60 events leaves after 0.2 s

@@ -71,9 +71,15 @@ func DecodeEvent(body []byte) (domain.Event, error) {
 }
 
 func decodeInput(body []byte) (domain.EventInput, error) {
+	return decodeInputLimit(body, MaxMessageSize)
+}
+
+// decodeInputLimit is decodeInput with another size limit (a binary-mode message's
+// envelope rebuilt from its headers is checked against the body's limit plus theirs).
+func decodeInputLimit(body []byte, limit int) (domain.EventInput, error) {
 	var in domain.EventInput
-	if len(body) > MaxMessageSize {
-		return in, invalidf("message is %d bytes, over the %d byte limit", len(body), MaxMessageSize)
+	if len(body) > limit {
+		return in, invalidf("message is %d bytes, over the %d byte limit", len(body), limit)
 	}
 	if !utf8.Valid(body) {
 		return in, invalidf("message is not valid UTF-8")

@@ -439,7 +439,8 @@ func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
 	return items, nil
 }
 
-// newItem decodes one delivery of s. Only its body is judged: its headers are the
+// newItem decodes one delivery of s: its body, and in binary content mode the headers
+// that carry CloudEvents attributes (see DecodeDelivery). Other headers are the
 // publisher's, carried on in its copies as far as they fit (see outgoingFor), and a
 // table the client could not read (see frameGuard) is only noted.
 func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
@@ -450,7 +451,7 @@ func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
 			"message_id", clipString(d.MessageId, 64), "routing_key", clipString(d.RoutingKey, 64))
 		it.dropped = joinNotes(it.dropped, fmt.Sprintf("its headers (%d bytes) made its properties larger than the broker's frame size and were dropped unread", n))
 	}
-	it.event, it.invalid = DecodeEvent(d.Body)
+	it.event, it.invalid = DecodeDelivery(d.Headers, d.ContentType, d.Body)
 	return it
 }
 
