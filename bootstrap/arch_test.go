@@ -22,7 +22,7 @@ const module = "warehouse"
 const uuidPath = "github.com/google/uuid"
 
 // TestArchitecture reads the import list of every package in the module with go/build
-// and fails when one breaks a dependency rule of STYLE §2. Test files are not checked:
+// and fails when one breaks a dependency rule of the layers (README "Architecture"). Test files are not checked:
 // tests may wire a memory store into an HTTP adapter.
 func TestArchitecture(t *testing.T) {
 	root := mustModuleRoot(t)
@@ -80,7 +80,7 @@ func TestArchitecture(t *testing.T) {
 	}
 }
 
-// checkImports returns one message for each import of pkg that breaks a rule of STYLE §2,
+// checkImports returns one message for each import of pkg that breaks a layering rule,
 // naming the package, the import and the rule.
 func checkImports(pkg string, imports []string) []string {
 	var problems []string

@@ -117,6 +117,30 @@ func (cl *rmqCluster) url() string {
 	return strings.Join(urls, ",")
 }
 
+// membersOf lists the nodes that hold a replica of queue.
+func (cl *rmqCluster) membersOf(t *testing.T, queue string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := cl.ctl(ctx, "list_queues", "name", "members", "--formatter", "json")
+	if err != nil {
+		t.Fatalf("list_queues members: %v\n%s", err, out)
+	}
+	var rows []struct {
+		Name    string   `json:"name"`
+		Members []string `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("list_queues members: %v: %s", err, lastLines(out, 3))
+	}
+	for _, r := range rows {
+		if r.Name == queue {
+			return r.Members
+		}
+	}
+	return nil
+}
+
 // urlFrom lists every node, first the node first.
 func (cl *rmqCluster) urlFrom(first *rmqInstance) string {
 	urls := []string{first.url()}
@@ -180,6 +204,9 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 	leader, err := cl.leaderOf(s.ctx, s.topo.Queue)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if members := cl.membersOf(t, s.topo.Queue); len(members) != len(cl.nodes) {
+		t.Fatalf("the input queue is replicated on %v, want every node of the cluster", members)
 	}
 	s.amqpURL = cl.urlFrom(leader)
 	s.extraEnv = []string{"AMQP_NODE_ORDER=listed"}
