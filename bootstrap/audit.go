@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"time"
 
@@ -42,13 +41,8 @@ var ErrAuditFailed = errors.New("audit failed")
 // Every other error but a usage error exits with status 3: the audit could not check.
 func Audit(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), auditUsage)
-		fs.PrintDefaults()
-	}
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := parseFlags(fs, args, stdout, auditUsage); help || err != nil {
 		return err
 	}
 	r, err := auditLedger(ctx)

@@ -16,12 +16,6 @@ import (
 // CommandFunc runs one subcommand with its arguments until ctx is done or the work ends.
 type CommandFunc func(ctx context.Context, args []string, stdout io.Writer) error
 
-// errUsage asks main to print the usage and exit with status 2.
-var errUsage = errors.New("usage")
-
-// ErrUsage reports whether err asks for the usage text.
-func ErrUsage(err error) bool { return errors.Is(err, errUsage) }
-
 // Exit statuses of the binary. Every command exits 0 when it succeeds, exitFailure when
 // it fails and exitUsage on a bad command line. audit also tells a ledger it found wrong
 // (exitFailure) from one it could not check (exitUnchecked), so that a script can.
@@ -48,8 +42,8 @@ func withExitCode(code int, err error) error {
 	return &exitError{code: code, err: err}
 }
 
-// usageError marks err, a bad flag or argument, as a usage error: main prints err, not the
-// whole usage (the flag package has printed the subcommand's), and exits with status 2.
+// usageError marks err, a bad flag or argument, as a usage error: main prints err in one
+// line, pointing at the command's --help, and exits with status 2.
 func usageError(err error) error { return withExitCode(exitUsage, err) }
 
 // ExitCode is the exit status of the binary after a command returned err: 0 for nil, 2
@@ -60,8 +54,6 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage):
-		return exitUsage
 	case errors.As(err, &ee):
 		return ee.code
 	}
@@ -108,19 +100,81 @@ is a binary of its own: make bench (cmd/warehouse-bench).
 `
 
 // parseFlags parses the flags of a subcommand that takes no positional arguments. help is
-// true when the user asked for -h (the usage is printed; the command does nothing). A bad
-// flag or an argument is a usage error.
-func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+// true when the user asked for -h or --help: usage and the flags' defaults are printed on
+// stdout, and the command does nothing else. A bad flag or an argument is a usage error,
+// reported in one line by main (the flag package prints nothing itself).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) (help bool, err error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, stdout, usage)
 			return true, nil
 		}
 		return false, usageError(err)
 	}
 	if fs.NArg() > 0 {
-		return false, usageError(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+		return false, usageError(fmt.Errorf("unexpected argument %q", clipArg(fs.Arg(0))))
 	}
 	return false, nil
+}
+
+// printUsage writes usage and the defaults of fs's flags to w.
+func printUsage(fs *flag.FlagSet, w io.Writer, usage string) {
+	fmt.Fprint(w, usage)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// helpRequested reports whether args ask for help (-h, -help or --help, before a "--").
+func helpRequested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// clipArg keeps an argument echoed in an error short.
+func clipArg(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// Main runs the binary with args (without the program name) and returns its exit status.
+// Help (warehouse --help, warehouse CMD --help, warehouse CMD SUB --help) goes to stdout
+// and exits 0; a bad command line is one line on stderr and exits 2.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, Usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, Usage)
+		return 0
+	}
+	cmd, ok := Command(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "warehouse: unknown command %q (see warehouse --help)\n", clipArg(args[0]))
+		return exitUsage
+	}
+	err := cmd(ctx, args[1:], stdout)
+	switch code := ExitCode(err); {
+	case err == nil:
+	case code == exitUsage:
+		fmt.Fprintf(stderr, "warehouse %s: %v (see warehouse %s --help)\n", args[0], err, args[0])
+	default:
+		fmt.Fprintf(stderr, "warehouse %s: %v\n", args[0], err)
+	}
+	return ExitCode(err)
 }
 
 // setup loads the configuration and builds the logger every subcommand starts with.

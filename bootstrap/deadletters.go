@@ -55,14 +55,9 @@ type deadLettersOptions struct {
 	all, yes bool // replay
 }
 
-func parseDeadLettersFlags(cmd string, args []string, stderr io.Writer) (deadLettersOptions, error) {
+func parseDeadLettersFlags(cmd string, args []string, stdout io.Writer) (deadLettersOptions, error) {
 	var o deadLettersOptions
 	fs := flag.NewFlagSet("dead-letters "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), deadLettersUsage)
-		fs.PrintDefaults()
-	}
 	fs.StringVar(&o.filter.Reason, "reason", "", "only dead letters with this reason")
 	fs.StringVar(&o.filter.ID, "id", "", "only the dead letter with this event id (or AMQP message id)")
 	fs.IntVar(&o.filter.Limit, "limit", 0, "at most this many (0: no limit)")
@@ -72,11 +67,11 @@ func parseDeadLettersFlags(cmd string, args []string, stderr io.Writer) (deadLet
 		fs.BoolVar(&o.all, "all", false, "replay every dead letter")
 		fs.BoolVar(&o.yes, "yes", false, "replay for real (without it, only show what would be replayed)")
 	}
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, deadLettersUsage); help || err != nil {
+		if help {
+			return o, flag.ErrHelp
+		}
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if o.filter.Limit < 0 {
 		return o, errors.New("--limit must not be negative")
@@ -96,15 +91,22 @@ func parseDeadLettersFlags(cmd string, args []string, stderr io.Writer) (deadLet
 // deadLetters is DeadLetters with its surroundings injected.
 func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
-		fmt.Fprint(stderr, deadLettersUsage)
-		return errUsage
+		if helpRequested(args) {
+			_, err := io.WriteString(stdout, deadLettersUsage)
+			return err
+		}
+		return usageError(errors.New("want list or replay"))
 	}
 	cmd := args[0]
-	o, err := parseDeadLettersFlags(cmd, args[1:], stderr)
+	o, err := parseDeadLettersFlags(cmd, args[1:], stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err // already a usage error
+		}
 		return usageError(err)
 	}
 	cfg, log, err := setup()

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -32,20 +31,19 @@ status and down never create anything: they fail when the database does not exis
 // Migrate runs `warehouse migrate up|down [--yes]|status`.
 func Migrate(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
-		return errUsage
+		if helpRequested(args) {
+			_, err := io.WriteString(stdout, migrateUsage)
+			return err
+		}
+		return usageError(errors.New("want up, down or status"))
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("migrate "+sub, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), migrateUsage)
-		fs.PrintDefaults()
-	}
 	var yes bool
 	if sub == "down" {
 		fs.BoolVar(&yes, "yes", false, "revert even when the ledger holds events, which the revert may drop")
 	}
-	if help, err := parseFlags(fs, args[1:]); help || err != nil {
+	if help, err := parseFlags(fs, args[1:], stdout, migrateUsage); help || err != nil {
 		return err
 	}
 	cfg, log, err := setup()

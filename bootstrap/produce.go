@@ -104,15 +104,10 @@ type produceOptions struct {
 	binary                     bool // --mode binary
 }
 
-func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOptions, error) {
+func parseProduceFlags(args []string, cfg Config, stdout io.Writer) (produceOptions, error) {
 	var o produceOptions
 	var start string
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), produceUsage)
-		fs.PrintDefaults()
-	}
 	fs.IntVar(&o.count, "count", 1000, "events to produce (with --file: at most this many); 0 = until interrupted, the last ones as their time comes")
 	fs.Float64Var(&o.rate, "rate", 0, "events per second; 0 = as fast as confirms allow")
 	fs.IntVar(&o.warehouses, "warehouses", 10, "warehouses in the generated network (transfers need 2)")
@@ -130,11 +125,11 @@ func parseProduceFlags(args []string, cfg Config, stderr io.Writer) (produceOpti
 	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
 	fs.IntVar(&o.batch, "batch", 5000, "messages per publish call, sent with a sliding window of confirms; a failed call is re-sent whole")
 	mode := fs.String("mode", "structured", "CloudEvents content mode: structured (the whole event as the JSON body) or binary (attributes as cloudEvents:* headers, data as the body)")
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, stdout, produceUsage); help || err != nil {
+		if help {
+			return o, flag.ErrHelp
+		}
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch *mode {
 	case "structured":
@@ -191,7 +186,7 @@ func produce(ctx context.Context, args []string, stdout io.Writer, env produceEn
 		return err
 	}
 	log := NewLogger(stderr, cfg.LogFormat, cfg.LogLevel) // where the progress goes: os.Stderr, or a test's buffer
-	o, err := parseProduceFlags(args, cfg, stderr)
+	o, err := parseProduceFlags(args, cfg, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -34,25 +34,62 @@ type roles struct {
 	consume bool // consume events; without api, ops endpoints go on CONSUMER_HTTP_ADDR
 }
 
+// usage is the --help text of the command that runs these roles.
+func (r roles) usage() string {
+	switch {
+	case r.api && r.consume:
+		return runUsage
+	case r.api:
+		return serveUsage
+	}
+	return consumeUsage
+}
+
+const (
+	runUsage = `Usage: warehouse run
+
+Applies the pending migrations (creating the database when it is missing), then serves the
+HTTP API on HTTP_ADDR and consumes events from AMQP_QUEUE in one process, until SIGINT or
+SIGTERM; then it finishes the batch in flight and stops. It takes no arguments: the
+configuration comes from the environment and from .env (see .env.example).
+`
+	serveUsage = `Usage: warehouse serve
+
+Serves the HTTP API (reads, /health, /readyz, /metrics, /openapi.json, /docs) on
+HTTP_ADDR until SIGINT or SIGTERM. Scale it horizontally; it consumes nothing. It takes no
+arguments: the configuration comes from the environment and from .env.
+`
+	consumeUsage = `Usage: warehouse consume
+
+Consumes events from AMQP_QUEUE into the ledger, with /health, /readyz and /metrics on
+CONSUMER_HTTP_ADDR, until SIGINT or SIGTERM; then it finishes the batch in flight and
+stops. It takes no arguments: the configuration comes from the environment and from .env.
+`
+)
+
 // Run is `warehouse run`: migrate, then serve the API and consume in one process.
-func Run(ctx context.Context, args []string, _ io.Writer) error {
-	return runRoles(ctx, args, roles{migrate: true, api: true, consume: true})
+func Run(ctx context.Context, args []string, stdout io.Writer) error {
+	return runRoles(ctx, args, stdout, roles{migrate: true, api: true, consume: true})
 }
 
 // Serve is `warehouse serve`: the HTTP API only.
-func Serve(ctx context.Context, args []string, _ io.Writer) error {
-	return runRoles(ctx, args, roles{api: true})
+func Serve(ctx context.Context, args []string, stdout io.Writer) error {
+	return runRoles(ctx, args, stdout, roles{api: true})
 }
 
 // Consume is `warehouse consume`: the consumer only, with health and metrics on
 // CONSUMER_HTTP_ADDR.
-func Consume(ctx context.Context, args []string, _ io.Writer) error {
-	return runRoles(ctx, args, roles{consume: true})
+func Consume(ctx context.Context, args []string, stdout io.Writer) error {
+	return runRoles(ctx, args, stdout, roles{consume: true})
 }
 
-func runRoles(ctx context.Context, args []string, r roles) error {
+func runRoles(ctx context.Context, args []string, stdout io.Writer, r roles) error {
+	if helpRequested(args) {
+		_, err := io.WriteString(stdout, r.usage())
+		return err
+	}
 	if len(args) != 0 {
-		return errUsage
+		return usageError(fmt.Errorf("unexpected argument %q: the configuration comes from the environment", clipArg(args[0])))
 	}
 	cfg, log, err := setup()
 	if err != nil {

@@ -18,8 +18,12 @@ var buildTime string
 // Version is `warehouse version` (and `warehouse --version`): the module version, VCS
 // revision, commit time and build time of this binary, from its build info.
 func Version(_ context.Context, args []string, stdout io.Writer) error {
+	if helpRequested(args) {
+		_, err := io.WriteString(stdout, "Usage: warehouse version (or warehouse --version)\n\nPrints the module version, VCS revision, commit time and build time of this binary.\n")
+		return err
+	}
 	if len(args) != 0 {
-		return usageError(fmt.Errorf("unexpected argument %q", args[0]))
+		return usageError(fmt.Errorf("unexpected argument %q", clipArg(args[0])))
 	}
 	bi, _ := debug.ReadBuildInfo() // nil without build info: versionText says unknown
 	_, err := io.WriteString(stdout, versionText(bi, buildTime))
