@@ -148,6 +148,8 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		return err
 	}
 	defer db.Close()
+	// The pool's connections in use and idle, and the waits for one: go_sql_* {db_name}.
+	reg.MustRegister(collectors.NewDBStatsCollector(db.DB, "warehouse"))
 	if r.migrate {
 		applied, err := postgres.Migrate(ctx, db, migrations.FS)
 		if err != nil {

@@ -247,6 +247,7 @@ func TestDatabaseOutage(t *testing.T) {
 	s.sleep(8 * time.Second)
 	// The held batch shows in the metrics and in the readiness body, with its reason.
 	heldBatches := c.metric("consumer_held_batches")
+	pausedState := c.metric(`consumer_state{state="paused"}`)
 	heldBody := c.readyBody()
 	s.sleep(2 * time.Second)
 	if err := pg.start(s.ctx); err != nil {
@@ -255,6 +256,9 @@ func TestDatabaseOutage(t *testing.T) {
 	started := time.Now()
 	l.wait()
 	tt := s.settle(want{stored: st.stored, stock: st.stock})
+	if pausedState != 1 {
+		t.Errorf(`while PostgreSQL was down: consumer_state{state="paused"} = %v, want 1`, pausedState)
+	}
 	if heldBatches != 1 || !strings.Contains(heldBody, `"reason":"store unavailable"`) {
 		t.Errorf("while PostgreSQL was down: consumer_held_batches = %v, /readyz body %s; want 1 held batch, reason store unavailable", heldBatches, heldBody)
 	}

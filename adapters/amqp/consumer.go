@@ -153,6 +153,7 @@ func NewConsumer(opts ConsumerOptions, rec ports.Recorder, log *slog.Logger, reg
 	}
 	c.signer = retrySigner{key: c.opts.ControlKey}
 	c.state.Store(StateReconnecting)
+	c.m.states.add(c)
 	return c
 }
 
@@ -517,6 +518,7 @@ func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event
 			err = fmt.Errorf("recorder returned %d results for %d events", len(results), len(events))
 		}
 		if err == nil {
+			c.m.lastCommit.SetToCurrentTime()
 			c.m.batchSize.Observe(float64(len(events)))
 			if attempt > 1 {
 				c.log.InfoContext(ctx, "held batch recorded", "size", len(events), "attempts", attempt)
@@ -585,6 +587,7 @@ func (c *Consumer) recordEach(ctx context.Context, s *session, events []domain.E
 			}
 		}
 	}
+	c.m.lastCommit.SetToCurrentTime()
 	c.setState(StateConnected)
 	c.release()
 	return results, true, nil
@@ -595,6 +598,7 @@ func (c *Consumer) decide(it *item, result error) {
 	switch {
 	case result == nil:
 		c.m.stored.Inc()
+		c.m.commitLag.Observe(time.Since(it.event.Timestamp).Seconds())
 	case errors.Is(result, domain.ErrDuplicate):
 		c.m.duplicates.Inc()
 	}
@@ -938,6 +942,9 @@ type metrics struct {
 	batchDuration prometheus.Histogram
 	reconnects    prometheus.Counter
 	holds         *holdTracker
+	states        *stateTracker
+	lastCommit    prometheus.Gauge
+	commitLag     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -952,7 +959,8 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "movements_duplicates_total", Help: "Movement events already stored (no-ops).",
 		})),
 		retried: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "movements_retried_total", Help: "Departures sent to the delayed retry queue for insufficient stock.",
+			Name: "movements_retried_total",
+			Help: "Retry copies of departures short of stock published to the delayed retry queue: one per attempt, so a departure retried 10 times counts 10.",
 		})),
 		batchSize: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "consumer_batch_size", Help: "Valid events per recorded batch.",
@@ -965,7 +973,17 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		reconnects: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "consumer_reconnects_total", Help: "Attempts to reconnect the consumer to the broker.",
 		})),
-		holds: register(reg, newHoldTracker()),
+		holds:  register(reg, newHoldTracker()),
+		states: register(reg, newStateTracker()),
+		lastCommit: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "consumer_last_commit_timestamp_seconds",
+			Help: "Unix time at which the store last committed a batch of this process (0 before the first).",
+		})),
+		commitLag: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "consumer_commit_lag_seconds",
+			Help:    "Time from a stored event's business time (data.timestamp) to the commit that stored it.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600},
+		})),
 	}
 	for _, r := range []string{ReasonInvalid, ReasonConflict, ReasonInsufficientStock, ReasonInternal} {
 		m.rejected.WithLabelValues(r)
@@ -988,6 +1006,58 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 		}
 	}
 	return c
+}
+
+// stateTracker exports consumer_state: one series per state, 1 for the state of the
+// process's consumers (the least healthy of its workers, as readiness sees it) and 0 for
+// the others. It is one collector shared by the consumers of a registry (see register).
+type stateTracker struct {
+	mu        sync.Mutex
+	consumers map[*Consumer]struct{}
+	desc      *prometheus.Desc
+}
+
+func newStateTracker() *stateTracker {
+	return &stateTracker{
+		consumers: make(map[*Consumer]struct{}),
+		desc: prometheus.NewDesc("consumer_state",
+			"1 for the consumer's state (connected, reconnecting: no usable broker session, paused: a batch held), 0 for the others.",
+			[]string{"state"}, nil),
+	}
+}
+
+func (s *stateTracker) add(c *Consumer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.consumers[c] = struct{}{}
+}
+
+func (s *stateTracker) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s *stateTracker) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	state := ""
+	for c := range s.consumers {
+		switch st := c.State(); {
+		case st == StateReconnecting:
+			state = st
+		case st == StatePaused && state != StateReconnecting:
+			state = st
+		case state == "":
+			state = st
+		}
+	}
+	s.mu.Unlock()
+	if state == "" {
+		return
+	}
+	for _, st := range []string{StateConnected, StateReconnecting, StatePaused} {
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, v, st)
+	}
 }
 
 // holdTracker knows which consumers of a process hold a batch, and since when. It is one

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/eko/gocache/lib/v4/store"
@@ -31,6 +32,9 @@ var errUnsupportedKey = errors.New("lru store keys must be strings")
 type LRUStore struct {
 	entries *lru.Cache[string, lruEntry]
 	ttl     time.Duration
+	// evicted counts the entries pushed out to make room (the size bound), not those
+	// deleted or expired.
+	evicted atomic.Int64
 }
 
 // lruEntry is a stored value with its deadline; a zero deadline never expires.
@@ -93,7 +97,9 @@ func (s *LRUStore) Set(_ context.Context, key any, value any, options ...store.O
 	if ttl > 0 {
 		e.expires = time.Now().Add(ttl)
 	}
-	s.entries.Add(k, e)
+	if s.entries.Add(k, e) {
+		s.evicted.Add(1)
+	}
 	return nil
 }
 
@@ -123,3 +129,6 @@ func (s *LRUStore) GetType() string { return lruStoreType }
 
 // Len returns the number of entries held, expired ones not yet dropped included.
 func (s *LRUStore) Len() int { return s.entries.Len() }
+
+// Evicted returns how many entries were pushed out to make room for others.
+func (s *LRUStore) Evicted() int64 { return s.evicted.Load() }

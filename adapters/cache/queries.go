@@ -103,6 +103,18 @@ func NewQueries(next ports.Queries, opts Options, reg prometheus.Registerer) *Qu
 		// One store for both kinds, so Size bounds the whole cache; the key prefixes keep
 		// the kinds apart.
 		s := NewLRUStore(opts.Size, opts.TTL)
+		if reg != nil {
+			// Errors mean a second cache in the process registered them first: its
+			// figures stand for both.
+			_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "cache_entries",
+				Help: "Entries the read cache holds (at most CACHE_SIZE; expired ones count until read or pushed out).",
+			}, func() float64 { return float64(s.Len()) }))
+			_ = reg.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "cache_evictions_total",
+				Help: "Cache entries pushed out to make room for others (CACHE_SIZE reached); deletions and expiry not counted.",
+			}, func() float64 { return float64(s.Evicted()) }))
+		}
 		q.movements = gocache.New[domain.Movement](s)
 		q.stock = gocache.New[domain.Stock](s)
 		q.routes = gocache.New[ports.RoutePage](s)
