@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/joho/godotenv"
@@ -29,8 +30,14 @@ type Config struct {
 	// AMQPNodeOrder is where the first connection to the nodes of AMQP_URL starts:
 	// "random" or "listed" (see amqpadapter.PreferListedOrder).
 	AMQPNodeOrder string `envconfig:"AMQP_NODE_ORDER" default:"random"`
-	AMQPExchange  string `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
-	AMQPQueue     string `envconfig:"AMQP_QUEUE" default:"warehouse.movements"`
+
+	// IngestToken turns on POST /api/events (CloudEvents over HTTP) in serve and run: the
+	// bearer token publishers present. Empty: ingest is off.
+	IngestToken string `envconfig:"INGEST_TOKEN"`
+	// IngestRate bounds the ingest requests per second of one client address (0: none).
+	IngestRate   float64 `envconfig:"INGEST_RATE" default:"0"`
+	AMQPExchange string  `envconfig:"AMQP_EXCHANGE" default:"warehouse.movements"`
+	AMQPQueue    string  `envconfig:"AMQP_QUEUE" default:"warehouse.movements"`
 	// AMQPDeadLetterExchange and AMQPDeadLetterQueue default to the queue name + ".dlx" / ".dead".
 	AMQPDeadLetterExchange string `envconfig:"AMQP_DEAD_LETTER_EXCHANGE"`
 	AMQPDeadLetterQueue    string `envconfig:"AMQP_DEAD_LETTER_QUEUE"`
@@ -121,6 +128,7 @@ func (c Config) validate() error {
 	check(c.DBListWait > 0, "DB_LIST_WAIT must be positive")
 	check(c.ConsumerHoldLimit > 0, "CONSUMER_HOLD_LIMIT must be positive")
 	check(c.AMQPNodeOrder == "random" || c.AMQPNodeOrder == "listed", "AMQP_NODE_ORDER must be random or listed")
+	check(c.IngestRate >= 0, "INGEST_RATE must not be negative (0: no limit)")
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		errs = append(errs, errors.New("DATABASE_URL is not a URL")) // the URL may hold a password: never echo it
 	}
@@ -139,15 +147,21 @@ func (c Config) Redacted() []any {
 		"retry_delay", c.RetryDelay, "retry_limit", c.RetryLimit,
 		"http_addr", c.HTTPAddr, "consumer_http_addr", c.ConsumerHTTPAddr,
 		"cache_size", c.CacheSize, "cache_ttl", c.CacheTTL,
-		"api_token_set", c.APIToken != "",
+		"api_token_set", c.APIToken != "", "ingest_token_set", c.IngestToken != "", "ingest_rate", c.IngestRate,
 	}
 }
 
-// redactURL hides the password of a URL; an unparsable URL is hidden whole.
+// redactURL hides the password of a URL, or of each URL of a comma-separated list (a
+// cluster's nodes); an unparsable one is hidden whole.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable>"
+	parts := strings.Split(raw, ",")
+	for i, part := range parts {
+		u, err := url.Parse(part)
+		if err != nil {
+			parts[i] = "<unparsable>"
+			continue
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ",")
 }

@@ -31,21 +31,26 @@ func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	return a
 }
 
-// redactURLsIn replaces the password of every URL-looking word of s.
+// redactURLsIn replaces the password of every URL-looking word of s, and of every URL of
+// a comma-separated list (AMQP_URL naming a cluster's nodes).
 func redactURLsIn(s string) string {
 	words := strings.Fields(s)
 	changed := false
 	for i, w := range words {
-		trimmed := strings.Trim(w, `"'(),;`)
-		if !strings.Contains(trimmed, "://") {
+		if !strings.Contains(w, "://") {
 			continue
 		}
-		if u, err := url.Parse(trimmed); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				words[i] = strings.Replace(w, trimmed, u.Redacted(), 1)
-				changed = true
+		parts := strings.Split(w, ",")
+		for j, part := range parts {
+			trimmed := strings.Trim(part, `"'();`)
+			if u, err := url.Parse(trimmed); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					parts[j] = strings.Replace(part, trimmed, u.Redacted(), 1)
+					changed = true
+				}
 			}
 		}
+		words[i] = strings.Join(parts, ",")
 	}
 	if !changed {
 		return s

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
 	amqpadapter "warehouse/adapters/amqp"
@@ -23,6 +24,7 @@ import (
 	httpadapter "warehouse/adapters/http"
 	"warehouse/adapters/postgres"
 	"warehouse/application"
+	"warehouse/domain"
 	"warehouse/migrations"
 	"warehouse/ports"
 )
@@ -206,6 +208,14 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		ReadTimeout: cfg.HTTPReadTimeout, WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout,
 		RequestTimeout: cfg.RequestTimeout, APIToken: cfg.APIToken,
 	}
+	if r.api && cfg.IngestToken != "" {
+		// POST /api/events publishes to the exchange the consumers read, with confirms.
+		ingestPub := amqpadapter.NewEventPublisher(cfg.AMQPURL, cfg.AMQPExchange, log)
+		defer ingestPub.Close() //nolint:errcheck // closing at exit
+		httpOpts.Ingest = httpadapter.IngestOptions{
+			Token: cfg.IngestToken, Rate: cfg.IngestRate, Publisher: ingestPub, Decode: decodeIngested,
+		}
+	}
 	var server *httpadapter.Server
 	addr := cfg.HTTPAddr
 	if r.api {
@@ -274,6 +284,16 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 	err = g.Wait()
 	log.InfoContext(ctx, "stopped")
 	return err
+}
+
+// decodeIngested is the service's one event decoder for HTTP ingest: the AMQP adapter's,
+// the attributes of a binary-mode request (its ce- headers) given as ce- message headers.
+func decodeIngested(attrs map[string]string, contentType string, body []byte) (domain.Event, error) {
+	headers := make(amqp091.Table, len(attrs))
+	for name, v := range attrs {
+		headers["ce-"+name] = v
+	}
+	return amqpadapter.DecodeDelivery(headers, contentType, body)
 }
 
 // worstState reports the least healthy state of the consumers: one reconnecting worker

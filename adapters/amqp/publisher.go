@@ -471,11 +471,16 @@ func saslOf(uri amqp091.URI) ([]amqp091.Authentication, error) {
 
 // redactURL hides the password of a URL; an unparsable one is hidden whole.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
+	parts := strings.Split(raw, ",") // a cluster's nodes: every one hides its password
+	for i, part := range parts {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			parts[i] = "<unparsable URL>"
+			continue
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ",")
 }
 
 // waitBounded waits for done, at most d: shutdown must never hang on a library goroutine.

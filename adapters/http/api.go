@@ -25,8 +25,9 @@ const (
 // api holds the read API handlers. They parse, call ports.Queries with the request's
 // context, map the result, and return any error to handleError.
 type api struct {
-	q    ports.Queries
-	auth fiber.Handler
+	q      ports.Queries
+	auth   fiber.Handler
+	ingest *ingest
 }
 
 // apiPrefix is the root of the read API; everything under it needs the token.
@@ -36,11 +37,16 @@ func (a api) routes(app *fiber.App) {
 	// The token is checked before routing, for every path under /api: a 404 or a 405
 	// that came first would let a client without the token map the API.
 	app.Use(func(c *fiber.Ctx) error {
-		if p := c.Path(); p == apiPrefix || strings.HasPrefix(p, apiPrefix+"/") {
+		p := c.Path()
+		if p == routeIngest && c.Method() == fiber.MethodPost {
+			return a.ingest.auth(c) // publishers hold the ingest token, not the read token
+		}
+		if p == apiPrefix || strings.HasPrefix(p, apiPrefix+"/") {
 			return a.auth(c)
 		}
 		return c.Next()
 	})
+	app.Post(routeIngest, a.ingest.post)
 	app.Get(routeMovement, a.movement)
 	app.Get(routeMovements, a.movements)
 	app.Get(routeStock, a.stock)

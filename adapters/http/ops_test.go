@@ -373,7 +373,7 @@ func checkOpenAPIParameters(t *testing.T, s *httpadapter.Server, raw []byte) {
 					t.Errorf("%s %s: documented query parameter %s is refused as unknown", method, path, q)
 				}
 			}
-			if strings.HasPrefix(path, "/api/") {
+			if strings.HasPrefix(path, "/api/") && method == "get" {
 				r := mustGet(t, s, target+"?undocumented=1")
 				if d := wantProblem(t, r, 400); !strings.Contains(d, "unknown query parameter") {
 					t.Errorf("%s %s: undocumented parameter gave %q", method, path, d)

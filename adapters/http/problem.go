@@ -57,9 +57,12 @@ func problemFor(err error) problem {
 	var (
 		fe    *fiber.Error
 		re    *requestError
+		pe    problemError
 		field *domain.FieldError
 	)
 	switch {
+	case errors.As(err, &pe):
+		return newProblem(pe.status, pe.detail)
 	case errors.As(err, &fe) && fe.Code < fiber.StatusInternalServerError:
 		return newProblem(fe.Code, fixedDetail(fe.Code))
 	case errors.As(err, &fe):
@@ -99,7 +102,7 @@ func fixedDetail(status int) string {
 	case fiber.StatusNotFound:
 		return "nothing exists at this path"
 	case fiber.StatusMethodNotAllowed:
-		return "this path answers GET and HEAD only"
+		return "this path does not answer this method (the API reads with GET and HEAD; events are posted to /api/events)"
 	case fiber.StatusRequestTimeout:
 		return "the request was not received within the read timeout"
 	case fiber.StatusRequestEntityTooLarge:
@@ -111,6 +114,15 @@ func fixedDetail(status int) string {
 	}
 	return utils.StatusMessage(status)
 }
+
+// problemError is an answer of this adapter with its own status and a detail written
+// from constants, or from a decoder's message with the request's words taken out.
+type problemError struct {
+	status int
+	detail string
+}
+
+func (e problemError) Error() string { return fmt.Sprintf("%d: %s", e.status, e.detail) }
 
 // requestError is a 400 of this adapter (a query parameter, a limit, a cursor) whose
 // detail is written from constants only.

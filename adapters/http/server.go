@@ -41,6 +41,9 @@ type Options struct {
 	APIToken       string
 	BodyLimit      int
 	ReadBufferSize int
+	// Ingest turns on POST /api/events when its Token is set (the body limit then
+	// becomes MaxIngestBatchBytes).
+	Ingest IngestOptions
 }
 
 // Server is the HTTP server of one process: the read API with its documentation
@@ -68,7 +71,7 @@ type Server struct {
 // registry; collectors already on reg are reused). A nil log discards.
 func NewServer(opts Options, q ports.Queries, ready Readiness, reg *prometheus.Registry, log *slog.Logger) *Server {
 	return newServer(opts, ready, reg, log, func(app *fiber.App) {
-		api{q: q, auth: bearerAuth(opts.APIToken)}.routes(app)
+		api{q: q, auth: bearerAuth(opts.APIToken), ingest: newIngest(opts.Ingest)}.routes(app)
 		docsRoutes(app)
 	})
 }
@@ -151,6 +154,9 @@ func (o Options) withDefaults() Options {
 	def(&o.RequestTimeout, DefaultRequestTimeout)
 	if o.BodyLimit <= 0 {
 		o.BodyLimit = DefaultBodyLimit
+		if o.Ingest.Token != "" {
+			o.BodyLimit = MaxIngestBatchBytes
+		}
 	}
 	if o.ReadBufferSize <= 0 {
 		o.ReadBufferSize = DefaultReadBufferSize
