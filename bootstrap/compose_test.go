@@ -449,6 +449,14 @@ func TestComposePrometheusTargets(t *testing.T) {
 	ports := opsPorts(t, c)
 	scraped := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName == "rabbitmq" {
+			// RabbitMQ's exporter, per queue: the broker must publish its port.
+			if sc.MetricsPath != "/metrics/per-object" || len(sc.StaticConfigs) != 1 || len(sc.StaticConfigs[0].Targets) != 1 ||
+				sc.StaticConfigs[0].Targets[0] != "rabbitmq:15692" || !slices.Contains(containerPorts(c.Services["rabbitmq"]), "15692") {
+				t.Errorf("job rabbitmq scrapes %s %v; want rabbitmq:15692/metrics/per-object, published by the rabbitmq service", sc.MetricsPath, sc.StaticConfigs)
+			}
+			continue
+		}
 		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
 			t.Errorf("job %s scrapes %s, want /metrics", sc.JobName, sc.MetricsPath)
 		}
