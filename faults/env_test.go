@@ -482,6 +482,7 @@ type rmqInstance struct {
 	node      string // e.g. faults@localhost
 	port      int
 	distPort  int
+	promPort  int // rabbitmq_prometheus on 127.0.0.1; 0: not enabled
 	started   bool
 	beamPID   int
 	serverEnv []string
@@ -506,6 +507,13 @@ func startRabbit(dir string) error {
 	}
 	r, err := newRabbit(filepath.Join(dir, "rmq"), name+"@localhost", port, distPort, cookie)
 	if err != nil {
+		return err
+	}
+	// The private node exports its queues to Prometheus, for the alert test.
+	if r.promPort, err = freePort(); err != nil {
+		return err
+	}
+	if err := r.enablePrometheus(); err != nil {
 		return err
 	}
 	envMu.Lock()
@@ -572,6 +580,20 @@ func newRabbit(dir, node string, port, distPort int, cookie string) (*rmqInstanc
 		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(r.dir, "plugins"),
 	}
 	return r, nil
+}
+
+// enablePrometheus turns on rabbitmq_prometheus on 127.0.0.1:promPort, before boot.
+func (r *rmqInstance) enablePrometheus() error {
+	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nprometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %d\n", r.port, r.promPort)
+	for path, content := range map[string]string{
+		filepath.Join(r.dir, "rabbitmq.conf"): conf,
+		filepath.Join(r.dir, "plugins"):       "[rabbitmq_prometheus].\n",
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	return chownTo(r.dir, "rabbitmq")
 }
 
 // boot starts the node and waits until it has booted and its listener answers AMQP.

@@ -1,0 +1,183 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAlertsGoPending runs a real Prometheus against `warehouse run` and the private
+// RabbitMQ node's exporter, with the shipped alert rules, stops PostgreSQL while events
+// wait in the input queue, and watches the stall and not-ready alerts go pending through
+// Prometheus's API. The rules are the shipped ones but for two numbers: the idle time of
+// the stall (300 s) is 10 s here, and the queue is the scenario's.
+func TestAlertsGoPending(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("prometheus is not installed (apt-get install prometheus)")
+		}
+		t.Skip("prometheus is not installed")
+	}
+	s := newScenario(t, "alerts")
+	pg := s.env.pg
+	t.Cleanup(func() { // whatever happened, leave PostgreSQL running
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if !pg.running(ctx) {
+			if err := pg.start(ctx); err != nil {
+				t.Errorf("restore PostgreSQL: %v", err)
+			}
+		}
+	})
+	c := s.startProcess("run", "run", s.amqpURL)
+
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := strings.NewReplacer(`consumer_last_commit_timestamp_seconds)) > 300`, `consumer_last_commit_timestamp_seconds)) > 10`,
+		`queue="warehouse.movements"`, `queue="`+s.topo.Queue+`"`).Replace(string(shipped))
+	if rules == string(shipped) || !strings.Contains(rules, s.topo.Queue) || !strings.Contains(rules, ")) > 10") {
+		t.Fatal("the shipped stall rule no longer has the shape this test edits")
+	}
+	promPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.dir, "prometheus")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [alerts.yml]
+scrape_configs:
+  - job_name: warehouse-api
+    static_configs: [{targets: [%q]}]
+  - job_name: rabbitmq
+    metrics_path: /metrics/per-object
+    static_configs: [{targets: ["127.0.0.1:%d"]}]
+`, c.addr, s.env.rmq.promPort)
+	for name, content := range map[string]string{"prometheus.yml": config, "alerts.yml": rules} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	prom := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort))
+	prom.Stdout, prom.Stderr = logf, logf
+	prom.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
+	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/", promPort)
+
+	// Both targets up, and nothing alerting while the service consumes.
+	s.waitUntil("Prometheus scrapes both targets", func() bool {
+		var r struct {
+			Data struct {
+				ActiveTargets []struct{ Health string } `json:"activeTargets"`
+			} `json:"data"`
+		}
+		if promGet(api+"targets", &r) != nil || len(r.Data.ActiveTargets) != 2 {
+			return false
+		}
+		for _, tg := range r.Data.ActiveTargets {
+			if tg.Health != "up" {
+				return false
+			}
+		}
+		return true
+	})
+	st := newStream(t, loadEvents, 0)
+	l := s.publish(st.msgs, loadBatch, 0, loadPace)
+	l.waitConfirmed(len(st.msgs) / 4)
+	s.waitUntil("the service has stored events", func() bool { return s.eventCount() > 0 })
+	if a := alertStates(t, api); len(a) != 0 {
+		t.Errorf("alerts while the service consumes: %v", a)
+	}
+
+	if err := pg.stopFast(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	l.wait() // the rest of the stream waits in the queue
+	var states map[string]string
+	var raw string
+	s.waitUntil("the stall and not-ready alerts go pending", func() bool {
+		states, raw = alertStatesRaw(t, api)
+		return states["WarehouseIngestStalled"] != "" && states["WarehouseConsumerNotReady"] != ""
+	})
+	t.Logf("FAULT alerts: %.1fs after PostgreSQL stopped, Prometheus's /api/v1/alerts: %s", time.Since(stopped).Seconds(), raw)
+
+	if err := pg.start(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.settle(want{stored: st.stored, stock: st.stock})
+}
+
+// promGet decodes Prometheus's answer to url into out.
+func promGet(url string, out any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// alertStates returns the state (pending, firing) of every active alert by name.
+func alertStates(t *testing.T, api string) map[string]string {
+	states, _ := alertStatesRaw(t, api)
+	return states
+}
+
+func alertStatesRaw(t *testing.T, api string) (map[string]string, string) {
+	t.Helper()
+	resp, err := http.Get(api + "alerts")
+	if err != nil {
+		return nil, ""
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var r struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return nil, string(raw)
+	}
+	states := map[string]string{}
+	for _, a := range r.Data.Alerts {
+		states[a.Labels["alertname"]] = a.State
+	}
+	return states, string(raw)
+}
