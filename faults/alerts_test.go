@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,8 @@ rule_files: [alerts.yml]
 scrape_configs:
   - job_name: warehouse-api
     static_configs: [{targets: [%q]}]
+  - job_name: warehouse-consumer
+    static_configs: [{targets: [%[1]q]}]
   - job_name: rabbitmq
     metrics_path: /metrics/per-object
     static_configs: [{targets: ["127.0.0.1:%d"]}]
@@ -94,13 +97,13 @@ scrape_configs:
 	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/", promPort)
 
 	// Both targets up, and nothing alerting while the service consumes.
-	s.waitUntil("Prometheus scrapes both targets", func() bool {
+	s.waitUntil("Prometheus scrapes its three targets", func() bool {
 		var r struct {
 			Data struct {
 				ActiveTargets []struct{ Health string } `json:"activeTargets"`
 			} `json:"data"`
 		}
-		if promGet(api+"targets", &r) != nil || len(r.Data.ActiveTargets) != 2 {
+		if promGet(api+"targets", &r) != nil || len(r.Data.ActiveTargets) != 3 {
 			return false
 		}
 		for _, tg := range r.Data.ActiveTargets {
@@ -117,6 +120,7 @@ scrape_configs:
 	if a := alertStates(t, api); len(a) != 0 {
 		t.Errorf("alerts while the service consumes: %v", a)
 	}
+	checkDashboardRows(t, root, api, s.topo.Queue)
 
 	if err := pg.stopFast(s.ctx); err != nil {
 		t.Fatal(err)
@@ -135,6 +139,74 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	s.settle(want{stored: st.stored, stock: st.stock})
+}
+
+// checkDashboardRows queries, through Prometheus, every expression of the dashboard's
+// Consumer, Queues and Resources rows against the live run (the queue pattern pointed at
+// the scenario's queues), and fails on one that returns nothing.
+func checkDashboardRows(t *testing.T, root, api, queue string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "grafana", "dashboards", "warehouse.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Type    string `json:"type"`
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatal(err)
+	}
+	row := ""
+	checked := 0
+	for _, p := range dash.Panels {
+		if p.Type == "row" {
+			row = p.Title
+			continue
+		}
+		if row != "Consumer" && row != "Queues (RabbitMQ)" && row != "Resources" {
+			continue
+		}
+		for _, target := range p.Targets {
+			expr := strings.NewReplacer("$__rate_interval", "30s", `warehouse\\.movements.*`, strings.ReplaceAll(queue, ".", `\\.`)+".*").Replace(target.Expr)
+			var r struct {
+				Data struct {
+					Result []struct {
+						Metric map[string]string `json:"metric"`
+						Value  []any             `json:"value"`
+					} `json:"result"`
+				} `json:"data"`
+			}
+			var got int
+			if strings.Contains(expr, "go_gc_gomemlimit_bytes") {
+				// `run` sets no GOMEMLIMIT (only a consume-only process has one), and the
+				// panel hides "no limit" (math.MaxInt64): nothing is the right answer here.
+				continue
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) {
+				if err := promGet(api+"query?query="+url.QueryEscape(expr), &r); err == nil && len(r.Data.Result) > 0 {
+					got = len(r.Data.Result)
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			if got == 0 {
+				t.Errorf("dashboard %q / %q: %s returns nothing against the live run", row, p.Title, expr)
+				continue
+			}
+			checked++
+			t.Logf("DASHBOARD %s / %s: %s = %v %v", row, p.Title, expr, r.Data.Result[0].Metric, r.Data.Result[0].Value)
+		}
+	}
+	if checked == 0 {
+		t.Error("the dashboard has no Consumer, Queues or Resources row")
+	}
 }
 
 // promGet decodes Prometheus's answer to url into out.
