@@ -450,6 +450,14 @@ func TestComposePrometheusTargets(t *testing.T) {
 	ports := opsPorts(t, c)
 	scraped := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
+		if sc.JobName == "postgres" {
+			// postgres_exporter, a service of the stack that publishes its port.
+			if len(sc.StaticConfigs) != 1 || len(sc.StaticConfigs[0].Targets) != 1 || sc.StaticConfigs[0].Targets[0] != "postgres-exporter:9187" ||
+				!slices.Contains(containerPorts(c.Services["postgres-exporter"]), "9187") {
+				t.Errorf("job postgres scrapes %v; want postgres-exporter:9187, published by the postgres-exporter service", sc.StaticConfigs)
+			}
+			continue
+		}
 		if sc.JobName == "rabbitmq" {
 			// RabbitMQ's exporter, per queue: the broker must publish its port.
 			if sc.MetricsPath != "/metrics/per-object" || len(sc.StaticConfigs) != 1 || len(sc.StaticConfigs[0].Targets) != 1 ||
@@ -582,12 +590,12 @@ func TestComposeDashboardQueriesRegisteredMetrics(t *testing.T) {
 			exporter := false
 			for _, m := range metrics {
 				queried[m] = true
-				if strings.HasPrefix(m, "rabbitmq_") {
-					// RabbitMQ's own exporter, which prometheus.yml scrapes as job rabbitmq
-					// (TestComposePrometheusTargets): its names are the broker's.
+				if job, ok := exporterJob(m); ok {
+					// An exporter that prometheus.yml scrapes (TestComposePrometheusTargets):
+					// its names are the broker's or the database's, not the service's.
 					exporter = true
-					if !strings.Contains(target.Expr, `job="rabbitmq"`) {
-						t.Errorf("panel %q queries %s without job=\"rabbitmq\"", p.Title, m)
+					if !strings.Contains(target.Expr, `job="`+job+`"`) {
+						t.Errorf("panel %q queries %s without job=%q", p.Title, m, job)
 					}
 					continue
 				}
@@ -620,11 +628,24 @@ func TestComposeDashboardQueriesRegisteredMetrics(t *testing.T) {
 	for _, m := range []string{"movements_stored_total", "movements_rejected_total", "consumer_batch_duration_seconds_bucket",
 		"http_requests_total", "http_request_duration_seconds_bucket", "cache_hits_total", "cache_misses_total", "up",
 		"consumer_state", "consumer_last_commit_timestamp_seconds", "consumer_held_batch_age_seconds", "consumer_commit_lag_seconds_bucket",
-		"rabbitmq_queue_messages_ready", "rabbitmq_queue_messages_unacked", "go_gc_gomemlimit_bytes", "go_sql_in_use_connections"} {
+		"rabbitmq_queue_messages_ready", "rabbitmq_queue_messages_unacked", "go_gc_gomemlimit_bytes", "go_sql_in_use_connections",
+		"pg_stat_database_numbackends"} {
 		if !queried[m] {
 			t.Errorf("the dashboard does not query %s", m)
 		}
 	}
+}
+
+// exporterJob returns the scrape job of an exporter's metric: RabbitMQ's own
+// (rabbitmq_*) or postgres_exporter's (pg_*).
+func exporterJob(metric string) (string, bool) {
+	switch {
+	case strings.HasPrefix(metric, "rabbitmq_"):
+		return "rabbitmq", true
+	case strings.HasPrefix(metric, "pg_"):
+		return "postgres", true
+	}
+	return "", false
 }
 
 // knownMetric reports whether name is a registered family, a series of a registered
