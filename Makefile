@@ -14,7 +14,7 @@ VERSION_FLAGS = -buildvcs=auto -ldflags "-X warehouse/bootstrap.buildTime=$(BUIL
 LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: run build build-bench test test-short test-faults vet fmt lint docker bench bench-smoke produce
+.PHONY: dev run build build-bench test test-short test-faults vet fmt lint docker bench bench-smoke produce
 
 ## build: the service binary (the benchmark is not in it)
 build:
@@ -23,6 +23,11 @@ build:
 ## build-bench: the benchmark binary (cmd/warehouse-bench, with its plotting library)
 build-bench:
 	$(GO) build -o $(BENCH_BIN) ./cmd/warehouse-bench
+
+## dev: the whole API in memory with 10,000 generated events, no PostgreSQL or RabbitMQ
+## (nothing is persisted; Ctrl-C stops it)
+dev: build
+	./$(BIN) dev --count 10000
 
 ## run: migrate, then serve the API and consume events (Ctrl-C stops it)
 run: build

@@ -64,6 +64,7 @@ func ExitCode(err error) int {
 func Command(name string) (CommandFunc, bool) {
 	cmd, ok := map[string]CommandFunc{
 		"run":          Run,
+		"dev":          Dev,
 		"serve":        Serve,
 		"consume":      Consume,
 		"migrate":      Migrate,
@@ -81,6 +82,7 @@ func Command(name string) (CommandFunc, bool) {
 const Usage = `warehouse: tracks goods moving between warehouses.
 
 Usage:
+  warehouse dev [--count N]         the whole service in memory, no PostgreSQL or RabbitMQ (nothing persisted)
   warehouse run                     migrate, then serve the HTTP API and consume events
   warehouse serve                   the HTTP API only
   warehouse consume                 the RabbitMQ consumer only (health and metrics on CONSUMER_HTTP_ADDR)

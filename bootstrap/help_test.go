@@ -10,7 +10,7 @@ import (
 // commandLines lists every command and sub-command of the binary, as a user types them.
 var commandLines = [][]string{
 	{}, // the binary itself
-	{"run"}, {"serve"}, {"consume"},
+	{"dev"}, {"run"}, {"serve"}, {"consume"},
 	{"migrate"}, {"migrate", "up"}, {"migrate", "down"}, {"migrate", "status"},
 	{"produce"},
 	{"dead-letters"}, {"dead-letters", "list"}, {"dead-letters", "replay"},
@@ -46,7 +46,7 @@ func TestEveryHelpExitsZero(t *testing.T) {
 // stdout.
 func TestBadCommandLinesExitTwo(t *testing.T) {
 	for _, args := range [][]string{
-		{"nosuch"}, {"run", "extra"}, {"serve", "--port", "1"}, {"consume", "x"},
+		{"nosuch"}, {"dev", "extra"}, {"dev", "--count", "-1"}, {"run", "extra"}, {"serve", "--port", "1"}, {"consume", "x"},
 		{"migrate"}, {"migrate", "sideways"}, {"migrate", "up", "--nosuch"}, {"migrate", "status", "extra"},
 		{"produce", "--nosuch"}, {"produce", "--count", "-1"}, {"produce", "extra"},
 		{"dead-letters"}, {"dead-letters", "burn"}, {"dead-letters", "list", "--nosuch"}, {"dead-letters", "replay"},

@@ -49,8 +49,12 @@ type DecodeFunc func(attrs map[string]string, contentType string, body []byte) (
 
 // IngestOptions turn on POST /api/events.
 type IngestOptions struct {
-	// Token is the bearer token a publisher must present; ingest is off while it is empty.
+	// Token is the bearer token a publisher must present; ingest is off while it is empty,
+	// unless Open.
 	Token string
+	// Open takes requests without a token when Token is empty: the dev mode only, which
+	// listens on loopback.
+	Open bool
 	// Rate bounds the requests per second of one client address (0: no bound); past it
 	// the answer is 429 with Retry-After.
 	Rate float64
@@ -77,7 +81,7 @@ func newIngest(o IngestOptions) *ingest {
 
 // enabled reports whether ingest is on.
 func (in *ingest) enabled() bool {
-	return in != nil && len(in.token) > 0 && in.opts.Publisher != nil && in.opts.Decode != nil
+	return in != nil && (len(in.token) > 0 || in.opts.Open) && in.opts.Publisher != nil && in.opts.Decode != nil
 }
 
 // auth checks the ingest token (not the read token: publishers and readers hold
@@ -88,11 +92,19 @@ func (in *ingest) auth(c *fiber.Ctx) error {
 	}
 	const scheme = "bearer "
 	h := c.Get(fiber.HeaderAuthorization)
+	if len(in.token) == 0 { // Open: the dev mode
+		return in.limited(c)
+	}
 	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) ||
 		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(scheme):])), in.token) != 1 {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="warehouse-ingest"`)
 		return fiber.ErrUnauthorized
 	}
+	return in.limited(c)
+}
+
+// limited applies the rate limit per client address, then goes on.
+func (in *ingest) limited(c *fiber.Ctx) error {
 	if in.rate != nil {
 		if wait, ok := in.rate.allow(c.IP(), time.Now()); !ok {
 			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(wait.Seconds()))))

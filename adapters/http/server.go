@@ -154,7 +154,7 @@ func (o Options) withDefaults() Options {
 	def(&o.RequestTimeout, DefaultRequestTimeout)
 	if o.BodyLimit <= 0 {
 		o.BodyLimit = DefaultBodyLimit
-		if o.Ingest.Token != "" {
+		if o.Ingest.Token != "" || o.Ingest.Open {
 			o.BodyLimit = MaxIngestBatchBytes
 		}
 	}
