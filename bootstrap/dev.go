@@ -8,12 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	amqpadapter "warehouse/adapters/amqp"
 	"warehouse/adapters/cache"
 	httpadapter "warehouse/adapters/http"
 	"warehouse/adapters/memory"
@@ -93,7 +93,7 @@ func Dev(ctx context.Context, args []string, stdout io.Writer) error {
 		RequestTimeout: cfg.RequestTimeout, APIToken: cfg.APIToken,
 		Ingest: httpadapter.IngestOptions{
 			Token: cfg.IngestToken, Open: cfg.IngestToken == "", Rate: cfg.IngestRate,
-			Publisher: application.NewDirectIngest(recorder), Decode: decodeIngested,
+			Publisher: application.NewDirectIngest(recorder), Decode: amqpadapter.DecodeAttributes,
 		},
 	}
 	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "ledger in memory, nothing persisted", Run: store.Ping}}}
@@ -167,8 +167,5 @@ func devLoad(ctx context.Context, o *produceOptions, rec *application.Recorder, 
 	}
 	log.InfoContext(ctx, "dev ledger loaded", "stored", stored, "refused", refused, "seed", o.seed, "file", o.file,
 		"seconds", time.Since(start).Seconds())
-	if o.file == "" {
-		fmt.Fprintf(os.Stderr, "loaded %d generated events (seed %d; repeat with --seed %d)\n", stored, o.seed, o.seed)
-	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 	"golang.org/x/sync/errgroup"
 
 	amqpadapter "warehouse/adapters/amqp"
@@ -24,7 +23,6 @@ import (
 	httpadapter "warehouse/adapters/http"
 	"warehouse/adapters/postgres"
 	"warehouse/application"
-	"warehouse/domain"
 	"warehouse/migrations"
 	"warehouse/ports"
 )
@@ -197,7 +195,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 				ControlKey:      key,
 			}, recorder, log, reg))
 		}
-		ready.ConsumerState = func() string { return worstState(consumers) }
+		ready.ConsumerState = func() string { return amqpadapter.WorstState(consumers) }
 		ready.RequireConsumer = !r.api
 		ready.ConsumerHeld = func() (time.Time, string) { return oldestHeld(consumers) }
 		ready.ConsumerNode = consumers[0].Node // the workers share the process's node (see amqpadapter.ParseNodes)
@@ -213,7 +211,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		ingestPub := amqpadapter.NewEventPublisher(cfg.AMQPURL, cfg.AMQPExchange, log)
 		defer ingestPub.Close() //nolint:errcheck // closing at exit
 		httpOpts.Ingest = httpadapter.IngestOptions{
-			Token: cfg.IngestToken, Rate: cfg.IngestRate, Publisher: ingestPub, Decode: decodeIngested,
+			Token: cfg.IngestToken, Rate: cfg.IngestRate, Publisher: ingestPub, Decode: amqpadapter.DecodeAttributes,
 		}
 	}
 	var server *httpadapter.Server
@@ -284,31 +282,6 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 	err = g.Wait()
 	log.InfoContext(ctx, "stopped")
 	return err
-}
-
-// decodeIngested is the service's one event decoder for HTTP ingest: the AMQP adapter's,
-// the attributes of a binary-mode request (its ce- headers) given as ce- message headers.
-func decodeIngested(attrs map[string]string, contentType string, body []byte) (domain.Event, error) {
-	headers := make(amqp091.Table, len(attrs))
-	for name, v := range attrs {
-		headers["ce-"+name] = v
-	}
-	return amqpadapter.DecodeDelivery(headers, contentType, body)
-}
-
-// worstState reports the least healthy state of the consumers: one reconnecting worker
-// makes the process reconnecting, one holding a batch makes it paused.
-func worstState(consumers []*amqpadapter.Consumer) string {
-	state := amqpadapter.StateConnected
-	for _, c := range consumers {
-		switch s := c.State(); s {
-		case amqpadapter.StateReconnecting:
-			return s
-		case amqpadapter.StatePaused:
-			state = s
-		}
-	}
-	return state
 }
 
 // oldestHeld reports the batch held longest by the consumers, if any.

@@ -67,6 +67,17 @@ func DecodeDelivery(headers amqp091.Table, contentType string, body []byte) (dom
 	return domain.NewEvent(in)
 }
 
+// DecodeAttributes is DecodeDelivery for a binary-mode event whose attributes came by
+// name from elsewhere (the ce- headers of an HTTP request): they are read as ce- message
+// headers, by the same decoder. With no attributes it decodes a structured event.
+func DecodeAttributes(attrs map[string]string, contentType string, body []byte) (domain.Event, error) {
+	headers := make(amqp091.Table, len(attrs))
+	for name, v := range attrs {
+		headers["ce-"+name] = v
+	}
+	return DecodeDelivery(headers, contentType, body)
+}
+
 // attribute is one CloudEvents attribute found in a header.
 type attribute struct {
 	header, name string
@@ -207,9 +218,5 @@ func EncodeEventBinary(e domain.Event) (headers amqp091.Table, contentType strin
 			}
 		}
 	}
-	full := EncodeEvent(domain.Event{MovementID: e.MovementID, WarehouseID: e.WarehouseID, ProductID: e.ProductID,
-		Kind: e.Kind, Quantity: e.Quantity, Timestamp: e.Timestamp, ID: e.ID, Source: e.Source})
-	i := bytes.Index(full, []byte(`"data":`))
-	body = full[i+len(`"data":`) : len(full)-1]
-	return headers, contentType, body
+	return headers, contentType, appendData(nil, e)
 }

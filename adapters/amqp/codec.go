@@ -743,7 +743,14 @@ func EncodeEvent(e domain.Event) []byte {
 		b = append(b, ',')
 		b = append(b, a[1:len(a)-1]...)
 	}
-	b = append(b, `,"data":{"movement_id":"`...)
+	b = append(b, `,"data":`...)
+	return append(appendData(b, e), '}')
+}
+
+// appendData appends e's data object: the body of a binary-mode message, and the data
+// of a structured one.
+func appendData(b []byte, e domain.Event) []byte {
+	b = append(b, `{"movement_id":"`...)
 	b = append(b, e.MovementID.String()...)
 	b = append(b, `","warehouse_id":"`...)
 	b = append(b, e.WarehouseID.String()...)
@@ -755,7 +762,7 @@ func EncodeEvent(e domain.Event) []byte {
 	b = append(b, e.ProductID.String()...)
 	b = append(b, `","quantity":`...)
 	b = strconv.AppendInt(b, e.Quantity, 10)
-	return append(b, "}}"...)
+	return append(b, '}')
 }
 
 // Extreme offsets let formatRFC3339 write an instant whose UTC year has five digits or

@@ -1036,21 +1036,15 @@ func (s *stateTracker) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
 
 func (s *stateTracker) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
-	state := ""
+	consumers := make([]*Consumer, 0, len(s.consumers))
 	for c := range s.consumers {
-		switch st := c.State(); {
-		case st == StateReconnecting:
-			state = st
-		case st == StatePaused && state != StateReconnecting:
-			state = st
-		case state == "":
-			state = st
-		}
+		consumers = append(consumers, c)
 	}
 	s.mu.Unlock()
-	if state == "" {
+	if len(consumers) == 0 {
 		return
 	}
+	state := WorstState(consumers)
 	for _, st := range []string{StateConnected, StateReconnecting, StatePaused} {
 		v := 0.0
 		if st == state {
@@ -1058,6 +1052,21 @@ func (s *stateTracker) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, v, st)
 	}
+}
+
+// WorstState reports the least healthy state of consumers: one reconnecting worker makes
+// the process reconnecting, one holding a batch makes it paused.
+func WorstState(consumers []*Consumer) string {
+	state := StateConnected
+	for _, c := range consumers {
+		switch s := c.State(); s {
+		case StateReconnecting:
+			return s
+		case StatePaused:
+			state = s
+		}
+	}
+	return state
 }
 
 // holdTracker knows which consumers of a process hold a batch, and since when. It is one

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	amqp091 "github.com/rabbitmq/amqp091-go"
-
 	amqpadapter "warehouse/adapters/amqp"
 	httpadapter "warehouse/adapters/http"
 	"warehouse/domain"
@@ -37,22 +35,12 @@ func (p *fakePublisher) PublishEvents(_ context.Context, events []domain.Event) 
 	return nil
 }
 
-// testDecode is the service's decoder as bootstrap wires it: the AMQP adapter's, the ce-
-// headers of a binary-mode request as its attribute headers.
-func testDecode(attrs map[string]string, contentType string, body []byte) (domain.Event, error) {
-	t := amqp091.Table{}
-	for k, v := range attrs {
-		t["ce-"+k] = v
-	}
-	return amqpadapter.DecodeDelivery(t, contentType, body)
-}
-
 const ingestToken = "publish-secret"
 
 func ingestServer(t *testing.T, pub ports.EventPublisher, rate float64) *httpadapter.Server {
 	t.Helper()
 	s, _ := mustServer(t, fakeQueries{}, httpadapter.Options{APIToken: "read-secret", Ingest: httpadapter.IngestOptions{
-		Token: ingestToken, Rate: rate, Publisher: pub, Decode: testDecode,
+		Token: ingestToken, Rate: rate, Publisher: pub, Decode: amqpadapter.DecodeAttributes,
 	}}, httpadapter.Readiness{})
 	return s
 }
