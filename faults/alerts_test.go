@@ -33,15 +33,7 @@ func TestAlertsGoPending(t *testing.T) {
 	}
 	s := newScenario(t, "alerts")
 	pg := s.env.pg
-	t.Cleanup(func() { // whatever happened, leave PostgreSQL running
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if !pg.running(ctx) {
-			if err := pg.start(ctx); err != nil {
-				t.Errorf("restore PostgreSQL: %v", err)
-			}
-		}
-	})
+	pg.restartAtEnd(t)
 	c := s.startProcess("run", "run", s.amqpURL)
 
 	root, err := moduleRoot()

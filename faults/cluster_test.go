@@ -117,30 +117,6 @@ func (cl *rmqCluster) url() string {
 	return strings.Join(urls, ",")
 }
 
-// membersOf lists the nodes that hold a replica of queue.
-func (cl *rmqCluster) membersOf(t *testing.T, queue string) []string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := cl.ctl(ctx, "list_queues", "name", "members", "--formatter", "json")
-	if err != nil {
-		t.Fatalf("list_queues members: %v\n%s", err, out)
-	}
-	var rows []struct {
-		Name    string   `json:"name"`
-		Members []string `json:"members"`
-	}
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		t.Fatalf("list_queues members: %v: %s", err, lastLines(out, 3))
-	}
-	for _, r := range rows {
-		if r.Name == queue {
-			return r.Members
-		}
-	}
-	return nil
-}
-
 // urlFrom lists every node, first the node first.
 func (cl *rmqCluster) urlFrom(first *rmqInstance) string {
 	urls := []string{first.url()}
@@ -164,18 +140,19 @@ func (cl *rmqCluster) ctl(ctx context.Context, args ...string) (string, error) {
 	return out, err
 }
 
-// leaderOf returns the node that leads queue.
-func (cl *rmqCluster) leaderOf(ctx context.Context, queue string) (*rmqInstance, error) {
-	out, err := cl.ctl(ctx, "list_queues", "name", "leader", "--formatter", "json")
+// queueInfo returns the leader of queue and the nodes that hold a replica of it.
+func (cl *rmqCluster) queueInfo(ctx context.Context, queue string) (leader *rmqInstance, members []string, err error) {
+	out, err := cl.ctl(ctx, "list_queues", "name", "leader", "members", "--formatter", "json")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, lastLines(out, 5))
+		return nil, nil, fmt.Errorf("%w: %s", err, lastLines(out, 5))
 	}
 	var rows []struct {
-		Name   string `json:"name"`
-		Leader string `json:"leader"`
+		Name    string   `json:"name"`
+		Leader  string   `json:"leader"`
+		Members []string `json:"members"`
 	}
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
-		return nil, fmt.Errorf("list_queues: %w: %s", err, lastLines(out, 3))
+		return nil, nil, fmt.Errorf("list_queues: %w: %s", err, lastLines(out, 3))
 	}
 	for _, row := range rows {
 		if row.Name != queue {
@@ -183,12 +160,18 @@ func (cl *rmqCluster) leaderOf(ctx context.Context, queue string) (*rmqInstance,
 		}
 		for _, r := range cl.nodes {
 			if r.node == row.Leader {
-				return r, nil
+				return r, row.Members, nil
 			}
 		}
-		return nil, fmt.Errorf("queue %s is led by %q, not a node of the cluster", queue, row.Leader)
+		return nil, row.Members, fmt.Errorf("queue %s is led by %q, not a node of the cluster", queue, row.Leader)
 	}
-	return nil, fmt.Errorf("queue %s not listed", queue)
+	return nil, nil, fmt.Errorf("queue %s not listed", queue)
+}
+
+// leaderOf returns the node that leads queue.
+func (cl *rmqCluster) leaderOf(ctx context.Context, queue string) (*rmqInstance, error) {
+	leader, _, err := cl.queueInfo(ctx, queue)
+	return leader, err
 }
 
 // TestRabbitClusterNodeLoss stops the node that leads the input queue while `produce`
@@ -201,11 +184,11 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 	// Every process starts on the node that leads the input queue (AMQP_NODE_ORDER=listed,
 	// that node first), so that losing it makes each of them move to another node: the
 	// consumers reconnect and produce publishes again what was not confirmed.
-	leader, err := cl.leaderOf(s.ctx, s.topo.Queue)
+	leader, members, err := cl.queueInfo(s.ctx, s.topo.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if members := cl.membersOf(t, s.topo.Queue); len(members) != len(cl.nodes) {
+	if len(members) != len(cl.nodes) {
 		t.Fatalf("the input queue is replicated on %v, want every node of the cluster", members)
 	}
 	s.amqpURL = cl.urlFrom(leader)

@@ -444,6 +444,20 @@ func (p *pgInstance) stopFast(ctx context.Context) error {
 	return nil
 }
 
+// restartAtEnd starts the cluster again when the test ends, if it is not running: a test
+// that stops it leaves it running, whatever happened.
+func (p *pgInstance) restartAtEnd(t *testing.T) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if !p.running(ctx) {
+			if err := p.start(ctx); err != nil {
+				t.Errorf("restore PostgreSQL: %v", err)
+			}
+		}
+	})
+}
+
 // running reports whether the postmaster runs (pg_ctl status exits 0).
 func (p *pgInstance) running(ctx context.Context) bool {
 	cmd := asUser(ctx, p.user, p.dir, nil, filepath.Join(pgBinDir, "pg_ctl"), "-D", p.data, "status")

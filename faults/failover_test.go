@@ -6,12 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,84 +32,11 @@ const (
 	failoverLag = 1500 * time.Millisecond
 )
 
-// pgPair is a primary and its standby, which streams the primary's WAL through a
-// proxy that can hold it back.
+// pgPair is a primary and its standby, which streams the primary's WAL through a proxy
+// that can hold it back (what the primary sends is held; see proxy).
 type pgPair struct {
 	primary, standby *pgInstance
-	wal              *walProxy
-}
-
-// walProxy forwards the standby's replication connection to the primary. While held,
-// what the primary sends is read but not forwarded; cut closes every connection, and what
-// was held is never delivered.
-type walProxy struct {
-	ln     net.Listener
-	target string
-	held   atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func startWALProxy(t *testing.T, target string) *walProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &walProxy{ln: ln, target: target}
-	t.Cleanup(func() { _ = ln.Close(); p.cut() })
-	go func() {
-		for {
-			standby, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			primary, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-			if err != nil {
-				_ = standby.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, standby, primary)
-			p.mu.Unlock()
-			go p.pipe(standby, primary, true)
-			go p.pipe(primary, standby, false)
-		}
-	}()
-	return p
-}
-
-func (p *walProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-// pipe copies src to dst; when holdable, it keeps what it reads while the proxy is held.
-func (p *walProxy) pipe(dst, src net.Conn, holdable bool) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			for holdable && p.held.Load() {
-				time.Sleep(time.Millisecond)
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut closes every proxied connection; what was held is dropped.
-func (p *walProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = nil
+	wal              *proxy
 }
 
 // startPGPair starts a primary and a standby made by pg_basebackup -R, named standby1 in
@@ -164,7 +88,7 @@ func startPGPair(t *testing.T, name string, synchronous bool) *pgPair {
 	}
 	// The last setting in postgresql.auto.conf wins: name the standby for
 	// synchronous_standby_names, and stream through the proxy.
-	pair.wal = startWALProxy(t, fmt.Sprintf("127.0.0.1:%d", primary.port))
+	pair.wal = startProxy(t, fmt.Sprintf("127.0.0.1:%d", primary.port), true)
 	conninfo := fmt.Sprintf("\nprimary_conninfo = 'host=127.0.0.1 port=%d user=postgres application_name=standby1'\n", pair.wal.port())
 	f, err := os.OpenFile(filepath.Join(standby.data, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

@@ -223,15 +223,7 @@ func TestBrokerRestart(t *testing.T) {
 func TestDatabaseOutage(t *testing.T) {
 	s := newScenario(t, "db_outage")
 	pg := s.env.pg
-	t.Cleanup(func() { // whatever happened, leave PostgreSQL running
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		if !pg.running(ctx) {
-			if err := pg.start(ctx); err != nil {
-				t.Errorf("restore PostgreSQL: %v", err)
-			}
-		}
-	})
+	pg.restartAtEnd(t)
 	st := newStream(t, loadEvents, 0.03)
 	c := s.startConsumer("consumer")
 	m := s.watch(c)

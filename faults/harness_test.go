@@ -572,29 +572,42 @@ func (s *scenario) dumpLogs() {
 }
 
 // ---------------------------------------------------------------------------------------
-// A TCP proxy in front of the broker that can hold back what clients send.
+// A TCP proxy that can hold back what one side sends.
 
-// proxy forwards connections to the broker. While held, bytes from the clients (acks
-// among them) are read but not forwarded; cut closes every connection, dropping them.
+// proxy forwards connections to target. While held, the bytes of the held side (the
+// clients', or with holdServer the target's) are read but not forwarded; cut closes
+// every connection, dropping them.
 type proxy struct {
-	ln     net.Listener
-	target string
-	held   atomic.Bool
-	mu     sync.Mutex
-	conns  []net.Conn
+	ln         net.Listener
+	target     string
+	holdServer bool
+	held       atomic.Bool
+	mu         sync.Mutex
+	conns      []net.Conn
 }
 
-// mustProxy starts a proxy to the private broker and returns it with its AMQP URL.
-func (s *scenario) mustProxy() (*proxy, string) {
-	s.t.Helper()
+// startProxy starts a proxy to target, closed when the test ends.
+func startProxy(t *testing.T, target string, holdServer bool) *proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: fmt.Sprintf("127.0.0.1:%d", s.env.rmq.port)}
+	p := &proxy{ln: ln, target: target, holdServer: holdServer}
 	go p.accept()
-	s.t.Cleanup(func() { _ = ln.Close(); p.cut() })
-	return p, fmt.Sprintf("amqp://guest:guest@%s/", ln.Addr())
+	t.Cleanup(func() { _ = ln.Close(); p.cut() })
+	return p
+}
+
+// port is the proxy's own port.
+func (p *proxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// mustProxy starts a proxy to the private broker that holds back what clients send (acks
+// among them), and returns it with its AMQP URL.
+func (s *scenario) mustProxy() (*proxy, string) {
+	s.t.Helper()
+	p := startProxy(s.t, fmt.Sprintf("127.0.0.1:%d", s.env.rmq.port), false)
+	return p, fmt.Sprintf("amqp://guest:guest@%s/", p.ln.Addr())
 }
 
 func (p *proxy) accept() {
@@ -611,8 +624,8 @@ func (p *proxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, client, upstream)
 		p.mu.Unlock()
-		go p.pipe(upstream, client, true)
-		go p.pipe(client, upstream, false)
+		go p.pipe(upstream, client, !p.holdServer)
+		go p.pipe(client, upstream, p.holdServer)
 	}
 }
 
@@ -620,7 +633,7 @@ func (p *proxy) accept() {
 func (p *proxy) pipe(dst, src net.Conn, holdable bool) {
 	defer dst.Close()
 	defer src.Close()
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 64<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/uptrace/bun"
 
 	"warehouse/adapters/postgres"
 	"warehouse/adapters/postgres/pgtest"
@@ -14,13 +15,8 @@ import (
 )
 
 func TestAuditDetectsCorruption(t *testing.T) {
-	db := pgtest.MustOpen(t, pgtest.MustDatabase(t))
-	store := postgres.NewStore(db)
+	db, store, x := mustSampleLedger(t)
 	ctx := context.Background()
-	x := portstest.NewSample()
-	if _, err := store.Apply(ctx, append([]domain.Event{portstest.Supply(x.From, x.Product, 150)}, x.Departure, x.Arrival)); err != nil {
-		t.Fatal(err)
-	}
 	r, err := store.Audit(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -111,13 +107,8 @@ func TestAuditChecksHistory(t *testing.T) {
 // here an arrival stored twice under two identities, with identical data and the stock
 // row that adds both up, which no other check of the audit would notice.
 func TestAuditDetectsDoubledLeg(t *testing.T) {
-	db := pgtest.MustOpen(t, pgtest.MustDatabase(t))
-	store := postgres.NewStore(db)
+	db, store, x := mustSampleLedger(t)
 	ctx := context.Background()
-	x := portstest.NewSample()
-	if _, err := store.Apply(ctx, append([]domain.Event{portstest.Supply(x.From, x.Product, 150)}, x.Departure, x.Arrival)); err != nil {
-		t.Fatal(err)
-	}
 	for _, stmt := range []string{
 		`INSERT INTO events (source, id, movement_id, event, warehouse_id, product_id, quantity, occurred_at)
 			SELECT source, id || '-again', movement_id, event, warehouse_id, product_id, quantity, occurred_at
@@ -142,4 +133,17 @@ func TestAuditDetectsDoubledLeg(t *testing.T) {
 	if len(r.Mismatches) != 0 || len(r.EventCountMismatches) != 0 {
 		t.Errorf("the stock row adds both arrivals up, yet the audit reports it: %+v", r)
 	}
+}
+
+// mustSampleLedger is a fresh ledger holding the sample pair, after a supplier delivery
+// of 150 to its sender.
+func mustSampleLedger(t *testing.T) (*bun.DB, *postgres.Store, portstest.Sample) {
+	t.Helper()
+	db := pgtest.MustOpen(t, pgtest.MustDatabase(t))
+	store := postgres.NewStore(db)
+	x := portstest.NewSample()
+	if _, err := store.Apply(context.Background(), append([]domain.Event{portstest.Supply(x.From, x.Product, 150)}, x.Departure, x.Arrival)); err != nil {
+		t.Fatal(err)
+	}
+	return db, store, x
 }
