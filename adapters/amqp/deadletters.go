@@ -269,6 +269,10 @@ func (s *scan) next(ctx context.Context) (m taken, ok bool, err error) {
 	}
 	w, err := s.current()
 	if err != nil {
+		if ctx.Err() != nil {
+			// The cancel closed the connection under current: the cause is the cancel.
+			return m, false, ctx.Err()
+		}
 		return m, false, err
 	}
 	idle := time.NewTimer(scanIdle)

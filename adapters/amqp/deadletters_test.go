@@ -465,3 +465,19 @@ func TestListDeadLettersInterrupted(t *testing.T) {
 		t.Errorf("dead-letter queue after an interrupted list holds %d messages, want the same %d", len(got), n)
 	}
 }
+
+// TestScanCancelledOnClosedConnection: once a cancel has closed the scan's connection,
+// the next take (here one that needs a new window) reports the cancellation, not the
+// closed channel it meets. CI once saw "channel/connection is not open" instead.
+func TestScanCancelledOnClosedConnection(t *testing.T) {
+	t.Parallel()
+	b := mustBroker(t)
+	topo := b.mustDeclaredTopology()
+	b.mustManyDeadLetters(topo, 1500)
+	for _, n := range []int{10, 1000} { // within the first window, and at its end
+		if err := amqpadapter.ScanNextAfterCancel(b.url, topo.DeadLetterQueue, n); !errors.Is(err, context.Canceled) {
+			t.Errorf("take after %d and a cancel: err = %v, want one wrapping context.Canceled", n, err)
+		}
+	}
+	b.mustDepth(topo.DeadLetterQueue, 1500)
+}

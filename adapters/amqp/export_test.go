@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"context"
 	"io"
 	"net"
 	"time"
@@ -77,3 +78,27 @@ func StartClusterAt(raw string, i int) {
 
 // NodeLost is nodeLost for the tests.
 func NodeLost(raw string) { nodeLost(raw) }
+
+// ScanNextAfterCancel opens a scan of queue, takes n messages, cancels the scan's
+// context, waits until that has closed the connection, and returns the error of the next
+// take: the moment a cancelled list or replay meets a closed connection.
+func ScanNextAfterCancel(url, queue string, n int) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := openScan(ctx, url, queue)
+	if err != nil {
+		return err
+	}
+	defer s.close(context.Background()) //nolint:errcheck // the connection is already closed
+	for range n {
+		if _, _, err := s.next(ctx); err != nil {
+			return err
+		}
+	}
+	cancel()
+	for !s.conn.IsClosed() {
+		time.Sleep(time.Millisecond)
+	}
+	_, _, err = s.next(ctx)
+	return err
+}
