@@ -12,9 +12,10 @@ import (
 type Store interface {
 	Queries
 	Pinger
+	ChangeLog
 
-	// Apply stores a batch of valid events in one transaction and returns one result per
-	// event, in order: nil when stored, or an error wrapping domain.ErrDuplicate,
+	// Apply stores a batch of valid events in one transaction, with their changes in the
+	// change log, and returns one result per event, in order: nil when stored, or an error wrapping domain.ErrDuplicate,
 	// domain.ErrConflict or domain.ErrInsufficientStock when that event changed nothing.
 	// Events are judged in order, each against the ledger as left by the ones before it:
 	//   - the same (source, id) as a stored event is a duplicate;

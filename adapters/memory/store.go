@@ -26,6 +26,7 @@ type Store struct {
 	events    map[domain.StockKey][]*domain.StoredEvent // in ledger order
 	byID      map[domain.Identity]*domain.StoredEvent
 	broken    map[domain.StockKey]int // stock rows that cannot be written (FailStockWrites)
+	log       changeLog
 }
 
 var _ ports.Store = (*Store)(nil)
@@ -38,6 +39,7 @@ func NewStoreWithClock(now func() time.Time) *Store {
 	return &Store{
 		now: now, ledger: domain.NewLedger(), updatedAt: make(map[domain.StockKey]time.Time),
 		events: make(map[domain.StockKey][]*domain.StoredEvent), byID: make(map[domain.Identity]*domain.StoredEvent),
+		log: changeLog{max: DefaultMaxChanges},
 	}
 }
 
@@ -54,8 +56,10 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	results := make([]error, len(events))
+	stored := make([]domain.Event, 0, len(events))
 	for i, e := range events {
 		if results[i] = s.ledger.Apply(e); results[i] == nil {
+			stored = append(stored, e)
 			s.updatedAt[e.StockKey()] = now
 			s.seq++
 			se := &domain.StoredEvent{Event: e, Seq: s.seq, RecordedAt: now}
@@ -63,6 +67,7 @@ func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, erro
 			s.byID[e.Identity()] = se
 		}
 	}
+	s.appendChanges(stored, now)
 	return results, nil
 }
 

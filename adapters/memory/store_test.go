@@ -24,3 +24,7 @@ func TestHistoryContract(t *testing.T) {
 	shared := memory.NewStore()
 	portstest.History(t, func(*testing.T) ports.Store { return shared })
 }
+
+func TestChangeLogContract(t *testing.T) {
+	portstest.ChangeLog(t, memory.NewStore())
+}

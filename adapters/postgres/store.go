@@ -386,7 +386,8 @@ func scanStock(rows pgx.Rows, n int) (stockRows, error) {
 }
 
 // writeBack inserts the stored events, upserts the movements they touch and writes the
-// final stock; then it deletes the stock placeholders that stayed unused. Rows go in
+// final stock; then it deletes the stock placeholders that stayed unused, and logs the
+// changes. Rows go in
 // sorted key order, so concurrent batches meet on the unique indexes in the same order.
 func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
 	if len(stored) > 0 {
@@ -412,15 +413,18 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 			unused = append(unused, k)
 		}
 	}
-	if len(unused) == 0 {
+	if len(unused) > 0 {
+		ws, ps := keyArrays(unused)
+		if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
+			WHERE s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps); err != nil {
+			return fmt.Errorf("drop stock placeholders: %w", err)
+		}
+	}
+	if len(stored) == 0 {
 		return nil
 	}
-	ws, ps := keyArrays(unused)
-	if _, err := exec(ctx, tx, `DELETE FROM stock s USING unnest($1::uuid[], $2::uuid[]) AS t(w, p)
-		WHERE s.warehouse_id = t.w AND s.product_id = t.p`, ws, ps); err != nil {
-		return fmt.Errorf("drop stock placeholders: %w", err)
-	}
-	return nil
+	// Last: from here to the commit the batch holds the change log's head.
+	return logChanges(ctx, tx, stored, l)
 }
 
 // eventColumns are the columns insertEvents copies, in eventRows' order.

@@ -57,3 +57,7 @@ func TestHistoryContract(t *testing.T) {
 	store := postgres.NewStore(pgtest.MustOpen(t, pgtest.MustDatabase(t)))
 	portstest.History(t, func(*testing.T) ports.Store { return store })
 }
+
+func TestChangeLogContract(t *testing.T) {
+	portstest.ChangeLog(t, postgres.NewStore(pgtest.MustOpen(t, pgtest.MustDatabase(t))))
+}
