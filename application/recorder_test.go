@@ -62,6 +62,16 @@ func newFailingStore() failingStore {
 }
 
 func (s failingStore) Apply(context.Context, []domain.Event) ([]error, error) { return nil, s.err }
+func (s failingStore) ChangesAfter(context.Context, int64, int) ([]domain.Change, error) {
+	return nil, s.err
+}
+func (s failingStore) Head(context.Context) (int64, error) { return 0, s.err }
+func (s failingStore) Follow(ctx context.Context) <-chan int64 {
+	ch := make(chan int64)
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch
+}
+func (s failingStore) PruneChanges(context.Context, time.Time) (int64, error) { return 0, s.err }
 func (s failingStore) Ping(context.Context) error                             { return s.err }
 func (s failingStore) Movement(context.Context, domain.MovementID) (domain.Movement, error) {
 	return domain.Movement{}, s.err

@@ -78,6 +78,9 @@ type Subscription interface {
 	// grow. It blocks until one is committed or ctx ends, and fails with ErrSlowClient
 	// when the reader fell too far behind, or with the stream's error when it stopped.
 	Next(ctx context.Context) (domain.Change, error)
+	// Pending returns how many changes Next can return without waiting, so that a
+	// writer flushes once per burst rather than once per change.
+	Pending() int
 	// Close ends the subscription; it is safe to call more than once.
 	Close()
 }
