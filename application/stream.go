@@ -29,8 +29,9 @@ type Stream struct {
 	mu    sync.Mutex
 	last  int64 // newest position handed to the live subscribers
 	live  map[*subscription]struct{}
-	open  int   // subscriptions open, replaying or live
-	err   error // why the stream stopped; nil while it runs
+	open    int   // subscriptions open, replaying or live
+	dropped int64 // subscriptions dropped for being slow
+	err     error // why the stream stopped; nil while it runs
 }
 
 var _ ports.ChangeStream = (*Stream)(nil)
@@ -172,6 +173,7 @@ func (s *Stream) broadcast(page []domain.Change) {
 			case sub.ch <- c:
 			default:
 				s.drop(sub, ports.ErrSlowClient)
+				s.dropped++
 				break changes
 			}
 		}
@@ -203,11 +205,11 @@ func (s *Stream) stop() {
 	}
 }
 
-// Clients returns how many subscriptions are open.
-func (s *Stream) Clients() int {
+// Stats implements ports.ChangeStream.
+func (s *Stream) Stats() ports.StreamStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.open
+	return ports.StreamStats{Clients: s.open, Dropped: s.dropped}
 }
 
 // Subscribe implements ports.ChangeStream. It waits for Run to have read the head, as
@@ -224,9 +226,9 @@ func (s *Stream) Subscribe(ctx context.Context, after int64, f ports.StreamFilte
 		s.mu.Unlock()
 		return nil, s.err
 	}
-	if s.open >= s.opts.MaxClients {
+	if open := s.open; open >= s.opts.MaxClients {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d open", ports.ErrTooManyClients, s.open)
+		return nil, fmt.Errorf("%w: %d open", ports.ErrTooManyClients, open)
 	}
 	s.open++
 	sub := &subscription{stream: s, filter: f, sent: after, ch: make(chan domain.Change, s.opts.Buffer), replaying: true}

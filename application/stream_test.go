@@ -173,6 +173,9 @@ func TestStreamSlowClient(t *testing.T) {
 	if !errors.Is(err, ports.ErrSlowClient) || n-1 > 4 {
 		t.Errorf("slow reader: %d changes then %v, want at most 4 then ErrSlowClient", n-1, err)
 	}
+	if st := s.Stats(); st.Dropped != 1 || st.Clients != 2 {
+		t.Errorf("stats = %+v, want 1 dropped and 2 open (the dropped one is not closed yet)", st)
+	}
 }
 
 func TestStreamMaxClients(t *testing.T) {
@@ -202,8 +205,8 @@ func TestStreamGoneAndAhead(t *testing.T) {
 	if _, err := s.Subscribe(context.Background(), 1000, ports.StreamFilter{}); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("Subscribe(1000) beyond the head: err = %v, want ErrInvalid", err)
 	}
-	if s.Clients() != 0 {
-		t.Errorf("%d clients counted after refused subscriptions", s.Clients())
+	if st := s.Stats(); st.Clients != 0 {
+		t.Errorf("%d clients counted after refused subscriptions", st.Clients)
 	}
 	sub := mustSubscribe(t, s, 6, ports.StreamFilter{})
 	if c := mustTake(t, sub, 1)[0]; c.Position != 7 {

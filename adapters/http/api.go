@@ -28,6 +28,7 @@ type api struct {
 	q      ports.Queries
 	auth   fiber.Handler
 	ingest *ingest
+	stream *changeStream
 }
 
 // apiPrefix is the root of the read API; everything under it needs the token.
@@ -55,6 +56,7 @@ func (a api) routes(app *fiber.App) {
 	app.Get(routeInTransit, a.inTransit)
 	app.Get(routeRoutes, a.routesList)
 	app.Get(routeEvent, a.event)
+	app.Get(routeStream, a.stream.get)
 }
 
 func (a api) movement(c *fiber.Ctx) error {

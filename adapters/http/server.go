@@ -44,6 +44,8 @@ type Options struct {
 	// Ingest turns on POST /api/events when its Token is set (the body limit then
 	// becomes MaxIngestBatchBytes).
 	Ingest IngestOptions
+	// Stream turns on GET /api/stream.
+	Stream StreamOptions
 }
 
 // Server is the HTTP server of one process: the read API with its documentation
@@ -70,8 +72,12 @@ type Server struct {
 // metrics are registered on reg, which /metrics also serves (a nil reg gets a fresh
 // registry; collectors already on reg are reused). A nil log discards.
 func NewServer(opts Options, q ports.Queries, ready Readiness, reg *prometheus.Registry, log *slog.Logger) *Server {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	return newServer(opts, ready, reg, log, func(app *fiber.App) {
-		api{q: q, auth: bearerAuth(opts.APIToken), ingest: newIngest(opts.Ingest)}.routes(app)
+		api{q: q, auth: bearerAuth(opts.APIToken), ingest: newIngest(opts.Ingest),
+			stream: newChangeStream(opts.Stream, opts.withDefaults().WriteTimeout, reg)}.routes(app)
 		docsRoutes(app)
 	})
 }
