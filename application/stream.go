@@ -25,10 +25,10 @@ type Stream struct {
 	opts StreamOptions
 	lg   *slog.Logger
 
-	ready chan struct{} // closed once Run has read the head
-	mu    sync.Mutex
-	last  int64 // newest position handed to the live subscribers
-	live  map[*subscription]struct{}
+	ready   chan struct{} // closed once Run has read the head
+	mu      sync.Mutex
+	last    int64 // newest position handed to the live subscribers
+	live    map[*subscription]struct{}
 	open    int   // subscriptions open, replaying or live
 	dropped int64 // subscriptions dropped for being slow
 	err     error // why the stream stopped; nil while it runs

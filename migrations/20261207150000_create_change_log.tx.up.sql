@@ -22,7 +22,10 @@ INSERT INTO change_log_head (position) VALUES (0);
 CREATE TABLE change_log (
     last_position  bigint      PRIMARY KEY,
     first_position bigint      NOT NULL,
-    committed_at   timestamptz NOT NULL DEFAULT now(),
+    -- updated_at is the batch's transaction time, as on the stock rows it wrote;
+    -- committed_at the clock when the batch took its positions, just before its commit.
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    committed_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     changes        bytea       NOT NULL,
     CHECK (first_position <= last_position)
 );

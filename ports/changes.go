@@ -70,6 +70,16 @@ type ChangeStream interface {
 	// from now on) that match f. Its errors are those of ChangeLog.ChangesAfter, and
 	// ErrTooManyClients.
 	Subscribe(ctx context.Context, after int64, f StreamFilter) (Subscription, error)
+	// Stats counts the stream's subscribers.
+	Stats() StreamStats
+}
+
+// StreamStats counts a stream's subscribers.
+type StreamStats struct {
+	// Clients is how many subscriptions are open.
+	Clients int
+	// Dropped is how many subscriptions were ended for falling behind (ErrSlowClient).
+	Dropped int64
 }
 
 // Subscription is one reader's view of the stream. It is used by one goroutine.

@@ -66,7 +66,7 @@ func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]dom
 func (s *Store) readChanges(ctx context.Context, after int64, limit int) ([]domain.Change, error) {
 	var out []domain.Change
 	err := s.withPgx(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT first_position, committed_at, changes FROM change_log
+		rows, err := c.Query(ctx, `SELECT first_position, updated_at, changes FROM change_log
 			WHERE last_position > $1 ORDER BY last_position LIMIT $2`, after, max(limit/64, 4))
 		if err != nil {
 			return err
@@ -75,18 +75,18 @@ func (s *Store) readChanges(ctx context.Context, after int64, limit int) ([]doma
 		first := true
 		for len(out) < limit && rows.Next() {
 			var (
-				pos       int64
-				committed time.Time
-				data      []byte
+				pos     int64
+				updated time.Time
+				data    []byte
 			)
-			if err := rows.Scan(&pos, &committed, &data); err != nil {
+			if err := rows.Scan(&pos, &updated, &data); err != nil {
 				return err
 			}
 			if first && pos > after+1 {
 				return fmt.Errorf("%w: changes after position %d were pruned; the oldest kept is %d", ports.ErrGone, after, pos)
 			}
 			first = false
-			batch, err := decodeChanges(data, pos, committed)
+			batch, err := decodeChanges(data, pos, updated)
 			if err != nil {
 				return fmt.Errorf("change log row at %d: %w", pos, err)
 			}
@@ -317,7 +317,7 @@ func (d *changeDecoder) leg(source string, readSource bool) *domain.Leg {
 	return l
 }
 
-func decodeChanges(b []byte, first int64, committed time.Time) ([]domain.Change, error) {
+func decodeChanges(b []byte, first int64, updated time.Time) ([]domain.Change, error) {
 	d := changeDecoder{b: b}
 	var out []domain.Change
 	for pos := first; len(d.b) > 0 && d.err == nil; pos += domain.ChangesPerEvent {
@@ -329,7 +329,7 @@ func decodeChanges(b []byte, first int64, committed time.Time) ([]domain.Change,
 		c.Movement.ProductID = domain.ProductID(d.id())
 		own := d.leg(c.Event.Source, false)
 		c.Stock = domain.Stock{WarehouseID: own.WarehouseID, ProductID: c.Movement.ProductID,
-			Quantity: int64(d.uvarint()), UpdatedAt: committed}
+			Quantity: int64(d.uvarint()), UpdatedAt: updated}
 		var other *domain.Leg
 		if flags&flagOtherLeg != 0 {
 			other = d.leg("", true)
