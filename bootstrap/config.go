@@ -69,6 +69,13 @@ type Config struct {
 	APIToken         string        `envconfig:"API_TOKEN"`
 	PprofAddr        string        `envconfig:"PPROF_ADDR"`
 
+	// StreamMaxClients caps the change stream's connections per serving process;
+	// StreamBuffer is how many changes one client may fall behind before it is dropped;
+	// StreamRetention is how long the change log keeps changes for resuming clients.
+	StreamMaxClients int           `envconfig:"STREAM_MAX_CLIENTS" default:"1000"`
+	StreamBuffer     int           `envconfig:"STREAM_BUFFER" default:"4096"`
+	StreamRetention  time.Duration `envconfig:"STREAM_RETENTION" default:"24h"`
+
 	CacheSize int           `envconfig:"CACHE_SIZE" default:"100000"`
 	CacheTTL  time.Duration `envconfig:"CACHE_TTL" default:"30s"`
 
@@ -129,6 +136,10 @@ func (c Config) validate() error {
 	check(c.ConsumerHoldLimit > 0, "CONSUMER_HOLD_LIMIT must be positive")
 	check(c.AMQPNodeOrder == "random" || c.AMQPNodeOrder == "listed", "AMQP_NODE_ORDER must be random or listed")
 	check(c.IngestRate >= 0, "INGEST_RATE must not be negative (0: no limit)")
+	check(c.StreamMaxClients >= 1, "STREAM_MAX_CLIENTS must be positive")
+	check(c.StreamBuffer >= c.BatchSize, "STREAM_BUFFER (%d) must be at least BATCH_SIZE (%d): one batch's changes reach a client at once", c.StreamBuffer, c.BatchSize)
+	check(c.StreamBuffer <= 1<<20, "STREAM_BUFFER must be at most 1048576")
+	check(c.StreamRetention >= time.Minute, "STREAM_RETENTION must be at least 1m")
 	if _, err := url.Parse(c.DatabaseURL); err != nil {
 		errs = append(errs, errors.New("DATABASE_URL is not a URL")) // the URL may hold a password: never echo it
 	}
@@ -148,6 +159,7 @@ func (c Config) Redacted() []any {
 		"http_addr", c.HTTPAddr, "consumer_http_addr", c.ConsumerHTTPAddr,
 		"cache_size", c.CacheSize, "cache_ttl", c.CacheTTL,
 		"api_token_set", c.APIToken != "", "ingest_token_set", c.IngestToken != "", "ingest_rate", c.IngestRate,
+		"stream_max_clients", c.StreamMaxClients, "stream_buffer", c.StreamBuffer, "stream_retention", c.StreamRetention,
 	}
 }
 

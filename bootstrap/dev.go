@@ -25,8 +25,9 @@ import (
 const devUsage = `Usage: warehouse dev [flags]
 
 The whole service on the memory adapters, to try the API without PostgreSQL or RabbitMQ:
-the read API, /docs, /openapi.json, /health, /readyz, /metrics, and HTTP ingest
-(POST /api/events, structured, binary and batch; open unless INGEST_TOKEN is set), with
+the read API, /docs, /openapi.json, /health, /readyz, /metrics, the change stream
+(GET /api/stream, resumable with Last-Event-ID) and HTTP ingest (POST /api/events,
+structured, binary and batch; open unless INGEST_TOKEN is set), with
 the same decoder, recorder and ledger rules as the real service; only the adapters differ.
 
 NOTHING IS PERSISTED: the ledger lives in this process and is gone when it stops.
@@ -96,6 +97,12 @@ func Dev(ctx context.Context, args []string, stdout io.Writer) error {
 			Publisher: application.NewDirectIngest(recorder), Decode: amqpadapter.DecodeAttributes,
 		},
 	}
+	stream := application.NewStream(store, streamOptions(cfg), log)
+	httpOpts.Stream = httpadapter.StreamOptions{Stream: stream}
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	streamDone := make(chan struct{})
+	go func() { defer close(streamDone); _ = stream.Run(streamCtx) }()
 	ready := httpadapter.Readiness{Checks: []httpadapter.Check{{Name: "ledger in memory, nothing persisted", Run: store.Ping}}}
 	server := httpadapter.NewServer(httpOpts, queries, ready, reg, log)
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *addr)
@@ -110,6 +117,8 @@ func Dev(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
+	stopStream() // ends the streams, so that the shutdown does not wait for their clients
+	<-streamDone
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := server.Shutdown(shutdown); err != nil {

@@ -133,6 +133,13 @@ func mustE2EEnv(t *testing.T, edit func(*Config)) (Config, *e2eEnv) {
 // ready.
 func startService(t *testing.T, cfg Config, env *e2eEnv) *testService {
 	t.Helper()
+	return startServiceAs(t, cfg, env, roles{migrate: true, api: true, consume: true})
+}
+
+// startServiceAs is startService for a process of the roles r: one that does not
+// consume is ready without a consumer.
+func startServiceAs(t *testing.T, cfg Config, env *e2eEnv, r roles) *testService {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +157,7 @@ func startService(t *testing.T, cfg Config, env *e2eEnv) *testService {
 		e2eEnv: env,
 	}
 	log := NewLogger(logs, "text", slog.LevelDebug)
-	go func() { s.done <- runService(ctx, cfg, log, roles{migrate: true, api: true, consume: true}, ln) }()
+	go func() { s.done <- runService(ctx, cfg, log, r, ln) }()
 	t.Cleanup(func() {
 		s.client.CloseIdleConnections()
 		if err := s.stop(); err != nil {
@@ -161,7 +168,7 @@ func startService(t *testing.T, cfg Config, env *e2eEnv) *testService {
 			t.Logf("logs of the service at %s:\n%s", s.base, logs.String())
 		}
 	})
-	s.waitReady(t)
+	s.waitReady(t, r.consume)
 	return s
 }
 
@@ -187,8 +194,9 @@ func (s *testService) stop() error {
 	return s.stopErr
 }
 
-// waitReady polls /readyz until it answers 200 with the consumer connected.
-func (s *testService) waitReady(t *testing.T) {
+// waitReady polls /readyz until it answers 200, with the consumer connected when the
+// process has one.
+func (s *testService) waitReady(t *testing.T, consumer bool) {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(e2eWait)
@@ -205,7 +213,7 @@ func (s *testService) waitReady(t *testing.T) {
 				Consumer *string `json:"consumer"`
 			}
 			if status == http.StatusOK && json.Unmarshal(body, &ready) == nil &&
-				ready.Consumer != nil && *ready.Consumer == amqpadapter.StateConnected {
+				(!consumer || ready.Consumer != nil && *ready.Consumer == amqpadapter.StateConnected) {
 				return
 			}
 			last = fmt.Sprintf("%d %s", status, body)

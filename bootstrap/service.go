@@ -55,8 +55,9 @@ configuration comes from the environment and from .env (see .env.example).
 `
 	serveUsage = `Usage: warehouse serve
 
-Serves the HTTP API (reads, /health, /readyz, /metrics, /openapi.json, /docs) on
-HTTP_ADDR until SIGINT or SIGTERM. Scale it horizontally; it consumes nothing. It takes no
+Serves the HTTP API (reads, the change stream, /health, /readyz, /metrics, /openapi.json,
+/docs) on HTTP_ADDR until SIGINT or SIGTERM. Scale it horizontally; it consumes nothing,
+and streams what any consume process commits. It takes no
 arguments: the configuration comes from the environment and from .env.
 `
 	consumeUsage = `Usage: warehouse consume
@@ -214,6 +215,11 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 			Token: cfg.IngestToken, Rate: cfg.IngestRate, Publisher: ingestPub, Decode: amqpadapter.DecodeAttributes,
 		}
 	}
+	var stream *application.Stream
+	if r.api {
+		stream = application.NewStream(store, streamOptions(cfg), log)
+		httpOpts.Stream = httpadapter.StreamOptions{Stream: stream}
+	}
 	var server *httpadapter.Server
 	addr := cfg.HTTPAddr
 	if r.api {
@@ -239,6 +245,12 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		}
 		return nil
 	})
+	if stream != nil {
+		// Ends with runCtx, and with it every stream, so that the HTTP shutdown does not
+		// wait for clients that never hang up.
+		g.Go(func() error { return stream.Run(runCtx) })
+	}
+	g.Go(func() error { pruneChanges(runCtx, store, cfg.StreamRetention, log); return nil })
 	consumersDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(consumersDone)
@@ -327,4 +339,34 @@ func startPprof(addr string, log *slog.Logger) (stop func()) {
 	}()
 	log.Info("pprof listening", "addr", addr)
 	return func() { _ = srv.Close() }
+}
+
+// streamOptions maps the configuration to the change stream's options.
+func streamOptions(cfg Config) application.StreamOptions {
+	return application.StreamOptions{MaxClients: cfg.StreamMaxClients, Buffer: cfg.StreamBuffer}
+}
+
+// pruneEvery is how often a process prunes the change log.
+const pruneEvery = time.Minute
+
+// pruneChanges drops the changes older than retention from the change log, now and every
+// pruneEvery, until ctx ends. Every process does it (the deletes are cheap and
+// idempotent), so the log is pruned whichever processes run.
+func pruneChanges(ctx context.Context, log ports.ChangeLog, retention time.Duration, lg *slog.Logger) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		n, err := log.PruneChanges(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			lg.WarnContext(ctx, "pruning the change log", "err", err)
+		case n > 0:
+			lg.DebugContext(ctx, "pruned the change log", "changes", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"warehouse/adapters/http/sse"
 )
 
 // TestDevMode runs `warehouse dev --count 2000` as a child process with PostgreSQL and
@@ -98,6 +100,29 @@ func TestDevMode(t *testing.T) {
 		}
 	}
 
+	// The change stream of that stock row, open from now: it must carry the posted event,
+	// and stay open until SIGTERM, which must not wait for it.
+	streamRes, err := http.Get(base + "/api/stream?warehouse_id=" + w + "&product_id=" + p)
+	if err != nil || streamRes.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/stream: %v %v", streamRes, err)
+	}
+	defer streamRes.Body.Close()
+	streamed := make(chan int64, 1)
+	go func() {
+		r := sse.NewReader(streamRes.Body)
+		for {
+			e, err := r.Next()
+			if err != nil {
+				close(streamed)
+				return
+			}
+			var s struct{ Quantity int64 }
+			if e.Type == "stock" && json.Unmarshal([]byte(e.Data), &s) == nil {
+				streamed <- s.Quantity
+			}
+		}
+	}()
+
 	event := fmt.Sprintf(`{"specversion":"1.0","id":"dev-test-1","source":"WH-DEV","type":"ru.retail.warehouses.movement",
 		"data":{"movement_id":"6f1c2b7e-3a4d-4e5f-8a9b-0c1d2e3f4a5b","warehouse_id":%q,"product_id":%q,
 		"timestamp":"2025-01-01T00:00:00Z","event":"arrival","quantity":7}}`, w, p)
@@ -118,6 +143,15 @@ func TestDevMode(t *testing.T) {
 	get("/api/warehouses/"+w+"/products/"+p, &after)
 	if after.Quantity != stock.Quantity+7 {
 		t.Errorf("stock after the posted arrival of 7: %d, want %d", after.Quantity, stock.Quantity+7)
+	}
+
+	select {
+	case q := <-streamed:
+		if q != stock.Quantity+7 {
+			t.Errorf("streamed stock after the posted arrival: %d, want %d", q, stock.Quantity+7)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the change stream carried no stock event within 10 s of the posted arrival")
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
