@@ -95,6 +95,7 @@ func Dev(ctx context.Context, args []string, stdout io.Writer) error {
 		Ingest: httpadapter.IngestOptions{
 			Token: cfg.IngestToken, Open: cfg.IngestToken == "", Rate: cfg.IngestRate,
 			Publisher: application.NewDirectIngest(recorder), Decode: amqpadapter.DecodeAttributes,
+			SplitBatch: amqpadapter.SplitBatch,
 		},
 	}
 	stream := application.NewStream(store, streamOptions(cfg), log)

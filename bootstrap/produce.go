@@ -102,6 +102,7 @@ type produceOptions struct {
 	exchange                   string
 	batch                      int
 	binary                     bool // --mode binary
+	perMessage                 int  // events per message: 1, or a CloudEvents batch of that many
 }
 
 func parseProduceFlags(args []string, cfg Config, stdout io.Writer) (produceOptions, error) {
@@ -124,6 +125,7 @@ func parseProduceFlags(args []string, cfg Config, stdout io.Writer) (produceOpti
 	fs.StringVar(&o.expect, "expect", "", "write the expected stock to this file as JSON")
 	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
 	fs.IntVar(&o.batch, "batch", 5000, "messages per publish call, sent with a sliding window of confirms; a failed call is re-sent whole")
+	fs.IntVar(&o.perMessage, "per-message", 1, "events per message: 1, or up to 1000 as one CloudEvents batch message ("+amqpadapter.BatchContentType+", a JSON array of structured events)")
 	mode := fs.String("mode", "structured", "CloudEvents content mode: structured (the whole event as the JSON body) or binary (attributes as cloudEvents:* headers, data as the body)")
 	if help, err := parseFlags(fs, args, stdout, produceUsage); help || err != nil {
 		if help {
@@ -157,6 +159,9 @@ func parseProduceFlags(args []string, cfg Config, stdout io.Writer) (produceOpti
 		}
 	}
 	check(o.count >= 0, "--count must not be negative")
+	check(o.perMessage >= 1 && o.perMessage <= amqpadapter.MaxBatchEvents, "--per-message must be 1..%d", amqpadapter.MaxBatchEvents)
+	check(o.perMessage == 1 || !o.binary, "--per-message batches structured events: it does not go with --mode binary")
+	check(o.perMessage == 1 || !o.dryRun, "--per-message publishes: --dry-run writes one event per line")
 	check(o.rate >= 0 && !math.IsInf(o.rate, 0) && !math.IsNaN(o.rate), "--rate must be a non-negative number")
 	check(o.warehouses >= 1, "--warehouses must be at least 1")
 	check(o.products >= 1, "--products must be at least 1")
@@ -633,13 +638,14 @@ func (p *producer) publish(ctx context.Context) error {
 				return err
 			}
 		}
-		p.taken += int64(len(msgs))
-		p.published.Add(int64(len(msgs)))
-		if err := p.publishBatch(ctx, msgs); err != nil {
+		n := int64(len(msgs)) // events: a batch message counts its events
+		p.taken += n
+		p.published.Add(n)
+		if err := p.publishBatch(ctx, p.perMessage(msgs), n); err != nil {
 			return err
 		}
-		p.settled += int64(len(msgs))
-		p.confirmed.Add(int64(len(msgs)))
+		p.settled += n
+		p.confirmed.Add(n)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -647,11 +653,36 @@ func (p *producer) publish(ctx context.Context) error {
 	return nil
 }
 
+// perMessage groups the single-event messages msgs into CloudEvents batch messages of
+// --per-message events each, in order (with 1, msgs as they are). A batch message's
+// routing key is movement.batch, its message id that of its first event.
+func (p *producer) perMessage(msgs []amqpadapter.Message) []amqpadapter.Message {
+	n := p.opts.perMessage
+	if n <= 1 {
+		return msgs
+	}
+	out := make([]amqpadapter.Message, 0, (len(msgs)+n-1)/n)
+	for len(msgs) > 0 {
+		group := msgs[:min(n, len(msgs))]
+		msgs = msgs[len(group):]
+		bodies := make([][]byte, len(group))
+		for i, m := range group {
+			bodies[i] = m.Body
+		}
+		body := append(append([]byte{'['}, bytes.Join(bodies, []byte{','})...), ']')
+		out = append(out, amqpadapter.Message{RoutingKey: "movement.batch", Publishing: amqp091.Publishing{
+			MessageId: group[0].MessageId, AppId: group[0].AppId, Timestamp: group[0].Timestamp,
+			ContentType: amqpadapter.BatchContentType, Body: body,
+		}})
+	}
+	return out
+}
+
 // publishBatch publishes msgs until the broker confirms them all, re-publishing the whole
 // batch after a nack, a return, a timeout or a lost connection (the service drops the
 // copies that got through as duplicates), at most env.attempts times. An interrupt
 // lets the attempt in flight finish for produceGrace, and stops the re-publications.
-func (p *producer) publishBatch(ctx context.Context, msgs []amqpadapter.Message) error {
+func (p *producer) publishBatch(ctx context.Context, msgs []amqpadapter.Message, events int64) error {
 	wait := p.env.backoffMin
 	for attempt := 1; ; attempt++ {
 		err := p.attempt(ctx, msgs)
@@ -673,7 +704,7 @@ func (p *producer) publishBatch(ctx context.Context, msgs []amqpadapter.Message)
 			return err
 		}
 		wait = min(2*wait, p.env.backoffMax)
-		p.republished.Add(int64(len(msgs)))
+		p.republished.Add(events)
 	}
 }
 

@@ -480,6 +480,48 @@ func TestProducePublishesWithConfirms(t *testing.T) {
 	mustProduceStock(t, store, events, mustProduceExpected(t, expect))
 }
 
+// TestProducePerMessage: --per-message 100 publishes the same events as the default, in
+// order, as CloudEvents batch messages of 100 (the last one shorter), and the service's
+// splitter and decoder read them back.
+func TestProducePerMessage(t *testing.T) {
+	conn := mustBrokerForProduce(t)
+	_, queue := mustProduceTopology(t, conn)
+	args := []string{"--count", "750", "--seed", "23", "--start", "2025-02-18T08:00:00Z", "--batch", "300"}
+	stdout, _ := mustProduce(t, context.Background(), append(args, "--per-message", "100")...)
+	if !strings.Contains(stdout, "done: published 750, confirmed 750, republished 0") {
+		t.Errorf("summary = %q", stdout)
+	}
+	dry, _ := mustProduce(t, context.Background(), append(args, "--dry-run")...)
+	want := strings.Split(strings.TrimSuffix(dry, "\n"), "\n")
+	// --batch 300 cuts the stream into 300, 300, 150: batch messages of 100, 100, 100, 100, 100, 100, 100, 50.
+	got := mustProduceDrain(t, conn, queue, 8)
+	if n := mustProduceReady(t, conn, queue, 0); n != 0 {
+		t.Errorf("%d messages more than 8", n)
+	}
+	var bodies []string
+	for i, d := range got {
+		raws, err := amqpadapter.SplitBatch(d.Body)
+		if err != nil || d.ContentType != amqpadapter.BatchContentType || d.RoutingKey != "movement.batch" {
+			t.Fatalf("message %d: content type %q, routing key %q, split: %v", i, d.ContentType, d.RoutingKey, err)
+		}
+		if want := []int{100, 100, 100, 100, 100, 100, 100, 50}[i]; len(raws) != want {
+			t.Errorf("message %d holds %d events, want %d", i, len(raws), want)
+		}
+		for _, raw := range raws {
+			bodies = append(bodies, string(raw))
+		}
+	}
+	if !slices.Equal(bodies, want) {
+		t.Errorf("the batch messages hold %d events, not the %d of the dry run in order", len(bodies), len(want))
+	}
+	for _, bad := range [][]string{{"--per-message", "0"}, {"--per-message", "1001"}, {"--per-message", "2", "--mode", "binary"}} {
+		var out, errOut bytes.Buffer
+		if err := produce(context.Background(), append(args, bad...), &out, testProduceEnv(&errOut)); err == nil {
+			t.Errorf("produce %v: no error", bad)
+		}
+	}
+}
+
 // TestProduceBinaryMode: --mode binary publishes the same events as the structured
 // default, each with its attributes as cloudEvents:* headers, its data object as the
 // body and the content type application/json, and the service's decoder reads them back.

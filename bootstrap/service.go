@@ -213,6 +213,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 		defer ingestPub.Close() //nolint:errcheck // closing at exit
 		httpOpts.Ingest = httpadapter.IngestOptions{
 			Token: cfg.IngestToken, Rate: cfg.IngestRate, Publisher: ingestPub, Decode: amqpadapter.DecodeAttributes,
+			SplitBatch: amqpadapter.SplitBatch,
 		}
 	}
 	var stream *application.Stream

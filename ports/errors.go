@@ -13,3 +13,7 @@ var ErrUnavailable = errors.New("unavailable")
 // retry after a short pause; HTTP maps it to 503 with Retry-After and a problem type of
 // its own. Decorators pass it through unchanged and never cache it.
 var ErrOverloaded = errors.New("overloaded")
+
+// ErrTooLarge marks input over one of the service's size bounds (a batch of too many
+// events or bytes). It comes wrapped with domain.ErrInvalid; HTTP maps it to 413.
+var ErrTooLarge = errors.New("too large")

@@ -397,6 +397,11 @@ type item struct {
 	invalid error  // the decoding error; nil for a valid event
 	attempt int    // delayed retries so far, from a signed RetryHeader
 	dropped string // which publisher headers were dropped before: unread, or by an earlier copy
+	// Of a batch message (see BatchContentType): the other events of the same delivery,
+	// which is acked once every one of them is settled, and this event's own bytes, which
+	// its dead letter or retry carries as a message of its own. nil for a single event.
+	group *group
+	body  []byte
 
 	v       verdict
 	decided bool // v is set
@@ -428,7 +433,7 @@ func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
 				s.lose(errors.New("deliveries closed (consumer cancelled)"))
 				return nil, s.err
 			}
-			items = append(items, c.newItem(s, d))
+			items = append(items, c.newItems(s, d)...)
 			if timer == nil {
 				timer = time.NewTimer(c.opts.BatchWait)
 				timeout = timer.C
@@ -454,6 +459,63 @@ func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
 	}
 	it.event, it.invalid = DecodeDelivery(d.Headers, d.ContentType, d.Body)
 	return it
+}
+
+// newItems is newItem for a delivery that may be a batch message: one item per event of
+// a batch (each judged on its own: stored, duplicate, retried or dead-lettered as a
+// message of its own), else the one item of newItem. A batch that cannot be split (not
+// an array, empty, over MaxBatchEvents or MaxBatchSize, or with CloudEvents attribute
+// headers too) is one invalid item, dead-lettered whole.
+func (c *Consumer) newItems(s *session, d amqp091.Delivery) []*item {
+	if !isBatch(d.ContentType) {
+		return []*item{c.newItem(s, d)}
+	}
+	it := c.newItem(s, d) // the delivery's own checks: signature, dropped headers
+	if len(attributeHeaders(d.Headers)) > 0 {
+		it.invalid = errMixedBatch
+		return []*item{it}
+	}
+	parts, err := decodeBatchParts(d.Body)
+	if err != nil {
+		it.event, it.invalid = domain.Event{}, err
+		return []*item{it}
+	}
+	g := &group{items: make([]*item, len(parts))}
+	for i, p := range parts {
+		g.items[i] = &item{s: s, d: d, attempt: it.attempt, dropped: it.dropped, group: g, body: p.body,
+			event: p.event, invalid: p.err}
+	}
+	return g.items
+}
+
+// group is the items of one batch message, in the order of its events.
+type group struct{ items []*item }
+
+// ready reports whether the delivery of it may be acked: it is settled, and so is every
+// other event of its batch message.
+func (it *item) ready() bool {
+	if !it.settled {
+		return false
+	}
+	if it.group != nil {
+		for _, o := range it.group.items {
+			if !o.settled {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// markAcked records that the delivery of it was acked (or rejected): every event of it.
+func (it *item) markAcked() {
+	if it.group == nil {
+		it.acked = true
+		return
+	}
+	for _, o := range it.group.items {
+		o.acked, o.settled = true, true
+	}
 }
 
 // joinNotes joins the non-empty notes with "; ".
@@ -677,15 +739,21 @@ func (c *Consumer) settle(ctx context.Context, s *session, items []*item) (done 
 // reject hands a message that cannot be copied to the broker's dead-lettering: a nack
 // without requeue on the session it came from. The broker's dead letter carries x-death
 // (reason "rejected") instead of the service's reason and detail, which go to the log.
+//
+// For an event of a batch message that is the whole message, its other events included
+// (those stored are stored: a replay of the dead letter finds them duplicates).
 func (c *Consumer) reject(ctx context.Context, it *item) {
 	it.settled = true
+	if it.acked {
+		return // a sibling of its batch message rejected the delivery
+	}
 	if it.s != nil && it.s.alive() {
 		if err := it.s.ch.Nack(it.d.DeliveryTag, false, false); err != nil {
 			c.log.WarnContext(ctx, "reject failed", "err", err)
 			return // the session is lost: the broker redelivers it
 		}
 	}
-	it.acked = true
+	it.markAcked()
 	c.m.rejected.WithLabelValues(it.v.reason).Inc()
 	c.log.ErrorContext(ctx, "message rejected to the broker's dead-lettering: no copy of it fits a frame",
 		"reason", it.v.reason, "detail", clipDetail(it.v.detail), "message_id", clipString(it.d.MessageId, 64),
@@ -761,7 +829,7 @@ func (c *Consumer) ack(s *session, items []*item) {
 		return
 	}
 	prefix := 0
-	for prefix < len(items) && items[prefix].settled && items[prefix].s == s {
+	for prefix < len(items) && items[prefix].ready() && items[prefix].s == s {
 		prefix++
 	}
 	for i := prefix - 1; i >= 0; i-- {
@@ -779,14 +847,14 @@ func (c *Consumer) ack(s *session, items []*item) {
 		break
 	}
 	for _, it := range items[prefix:] {
-		if !it.settled || it.acked || it.s != s {
+		if !it.ready() || it.acked || it.s != s {
 			continue
 		}
 		if err := s.ch.Ack(it.d.DeliveryTag, false); err != nil {
 			c.log.Warn("ack failed", "err", err)
 			return
 		}
-		it.acked = true
+		it.markAcked()
 	}
 }
 
@@ -849,7 +917,18 @@ func (c *Consumer) outgoingFor(it *item, frameMax int) (o outgoing, ok bool) {
 	for k, v := range t.kept {
 		h[k] = v
 	}
-	return outgoing{exchange: exchange, key: d.RoutingKey, msg: copyOf(d, h)}, true
+	msg, key := copyOf(d, h), d.RoutingKey
+	if it.group != nil {
+		// An event of a batch message goes on as a structured message of its own.
+		msg.Body, msg.ContentType = it.body, ContentType
+		if it.invalid == nil {
+			msg.MessageId, key = it.event.ID, "movement."+string(it.event.Kind)
+		}
+		if it.v.action == retryLater {
+			h[RetrySignatureHeader] = c.signer.sign(it.attempt+1, note, it.body)
+		}
+	}
+	return outgoing{exchange: exchange, key: key, msg: msg}, true
 }
 
 // frameMaxOf is the frame size negotiated on the session a delivery came from.

@@ -62,6 +62,10 @@ type IngestOptions struct {
 	Publisher ports.EventPublisher
 	// Decode is the event decoder.
 	Decode DecodeFunc
+	// SplitBatch returns the elements of a batch body (the AMQP consumer's splitter, so
+	// that both paths read batches alike); errors wrap domain.ErrInvalid, and
+	// ports.ErrTooLarge past the batch bounds.
+	SplitBatch func(body []byte) ([]json.RawMessage, error)
 }
 
 // ingest is the handler of POST /api/events.
@@ -133,9 +137,14 @@ func (in *ingest) post(c *fiber.Ctx) error {
 	var events []domain.Event
 	switch mediaType {
 	case mimeBatch:
-		raws, err := splitBatch(body)
-		if err != nil {
-			return err
+		raws, err := in.opts.SplitBatch(body)
+		switch {
+		case errors.Is(err, ports.ErrTooLarge):
+			return problemError{status: fiber.StatusRequestEntityTooLarge,
+				detail: fmt.Sprintf("a batch holds at most %d events and %d bytes", MaxIngestBatchEvents, MaxIngestBatchBytes)}
+		case err != nil:
+			// The splitter's messages are its own constants: they quote nothing of the body.
+			return problemError{status: fiber.StatusBadRequest, detail: strings.TrimPrefix(err.Error(), domain.ErrInvalid.Error()+": ")}
 		}
 		for i, raw := range raws {
 			if len(raw) > MaxIngestEventBytes {
@@ -204,43 +213,6 @@ func binaryAttributes(c *fiber.Ctx) map[string]string {
 		}
 	})
 	return attrs
-}
-
-// splitBatch returns the elements of a batch: one JSON array of at most
-// MaxIngestBatchEvents objects and nothing after it. The elements are decoded one by one
-// by the strict decoder afterwards.
-func splitBatch(body []byte) ([]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	tok, err := dec.Token()
-	if d, ok := tok.(json.Delim); err != nil || !ok || d != '[' {
-		return nil, invalidBatch("a batch is one JSON array of events")
-	}
-	var raws []json.RawMessage
-	for dec.More() {
-		if len(raws) == MaxIngestBatchEvents {
-			return nil, problemError{status: fiber.StatusRequestEntityTooLarge,
-				detail: fmt.Sprintf("a batch holds at most %d events", MaxIngestBatchEvents)}
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, invalidBatch(fmt.Sprintf("event %d of the batch is not JSON", len(raws)))
-		}
-		raws = append(raws, raw)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, invalidBatch("a batch is one JSON array of events")
-	}
-	if _, err := dec.Token(); err == nil || dec.More() {
-		return nil, invalidBatch("unexpected data after the batch's array")
-	}
-	if len(raws) == 0 {
-		return nil, invalidBatch("the batch is empty")
-	}
-	return raws, nil
-}
-
-func invalidBatch(detail string) error {
-	return problemError{status: fiber.StatusBadRequest, detail: "invalid batch: " + detail}
 }
 
 // invalidEvent is the 400 of an invalid event of a request: its index and the rule it

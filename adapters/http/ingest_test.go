@@ -41,6 +41,7 @@ func ingestServer(t *testing.T, pub ports.EventPublisher, rate float64) *httpada
 	t.Helper()
 	s, _ := mustServer(t, fakeQueries{}, httpadapter.Options{APIToken: "read-secret", Ingest: httpadapter.IngestOptions{
 		Token: ingestToken, Rate: rate, Publisher: pub, Decode: amqpadapter.DecodeAttributes,
+		SplitBatch: amqpadapter.SplitBatch,
 	}}, httpadapter.Readiness{})
 	return s
 }
