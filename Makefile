@@ -56,13 +56,15 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## lint: go.mod and go.sum tidy (go mod tidy -diff prints nothing), then golangci-lint
-## (pinned LINT_VERSION, installed on first use) with .golangci.yml
+## lint: go.mod and go.sum tidy (go mod tidy -diff prints nothing), golangci-lint
+## (pinned LINT_VERSION, installed on first use) with .golangci.yml, then govulncheck
+## (pinned, see .ci/vulncheck)
 lint:
 	$(GO) mod tidy -diff
 	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(LINT_VERSION:v%=%) " || \
 		GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+	GO=$(GO) ./.ci/vulncheck
 
 ## docker: the container image (needs a Docker engine)
 docker:
