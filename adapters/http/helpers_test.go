@@ -3,12 +3,15 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -273,4 +276,45 @@ func (f fakeQueries) InTransit(context.Context, domain.WarehouseID) ([]domain.Tr
 func (f fakeQueries) Event(context.Context, string, string) (domain.StoredEvent, error) {
 	f.fail()
 	return domain.StoredEvent{}, f.err
+}
+
+// chromium is the browser of the browser tests.
+const chromium = "/usr/bin/chromium"
+
+// needChromium skips a browser test without Chromium (or in short mode), except under
+// CI=true, where a missing browser is a failure.
+func needChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true but %s is missing: %v", chromium, err)
+		}
+		t.Skipf("%s not installed", chromium)
+	}
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+}
+
+// mustDumpDOM loads url in headless Chromium, lets its scripts run for up to 10 s of
+// virtual time, and returns the page's DOM.
+func mustDumpDOM(t *testing.T, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(),
+		"--virtual-time-budget=10000", "--dump-dom", url)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatalf("chromium did not finish within 60s; stderr:\n%s", stderr.String())
+	}
+	if err != nil {
+		t.Fatalf("chromium: %v; stderr:\n%s", err, stderr.String())
+	}
+	return string(dom)
 }

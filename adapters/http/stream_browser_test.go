@@ -2,13 +2,10 @@ package http_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -41,16 +38,7 @@ es.onerror = () => { out.textContent += "error readyState=" + es.readyState + "\
 // and one committed while it listens. The page comes from a test server that passes
 // /api/ on to the service, so that the stream is same-origin as it is behind a proxy.
 func TestStreamInBrowser(t *testing.T) {
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is missing: %v", chromium, err)
-		}
-		t.Skipf("%s not installed", chromium)
-	}
-	if testing.Short() {
-		t.Skip("short mode")
-	}
+	needChromium(t)
 	store := memory.NewStore()
 	stream := application.NewStream(store, application.StreamOptions{}, nil)
 	sctx, stop := context.WithCancel(context.Background())
@@ -82,23 +70,7 @@ func TestStreamInBrowser(t *testing.T) {
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(),
-		"--virtual-time-budget=10000", "--dump-dom", page.URL+"/")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	dom, err := cmd.Output()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		t.Fatalf("chromium did not finish within 60s; stderr:\n%s", stderr.String())
-	}
-	if err != nil {
-		t.Fatalf("chromium: %v; stderr:\n%s", err, stderr.String())
-	}
-	got := string(dom)
+	got := mustDumpDOM(t, page.URL+"/")
 	for _, want := range []string{"stock id=2 quantity=11\n", "stock id=4 quantity=42\n", "done\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the page lacks %q", want)
