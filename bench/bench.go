@@ -2,8 +2,9 @@
 // the service under test as child processes of the warehouse binary (`consume`, `serve`)
 // and, in the same run on the same machine, the ceilings each figure is judged against: a
 // bare consumer, a bare publisher and consumer pipeline, a bare Fiber handler and raw pgx
-// point reads. It prints a table and writes the same figures as JSON, Markdown and SVG
-// charts.
+// point reads. HTTP ingest stands next to the project's AMQP publisher, and the drain
+// with change stream clients next to the same drain without them. It prints a table and
+// writes the same figures as JSON, Markdown and SVG charts.
 //
 // It is a driver like bootstrap: it may import adapters and the load generator, and only
 // cmd/warehouse-bench imports it, so that the service binary carries neither it nor its
@@ -20,6 +21,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	amqpadapter "warehouse/adapters/amqp"
@@ -39,7 +42,23 @@ const (
 
 	// maxRounds bounds Options.Rounds: each round of all the phases costs about two minutes.
 	maxRounds = 9
+	// maxLateRounds caps the rounds of the HTTP ingest and stream phases, which came
+	// later: a round of both costs about 35 s at the default size (four publishes of the
+	// stream and two drains), and `make bench` stays within about ten minutes.
+	maxLateRounds = 2
 )
+
+// The phases of a run, in the order they run; Options.Phases may name a few of them.
+const (
+	PhaseDrain      = "drain"
+	PhasePipeline   = "pipeline"
+	PhaseHTTPIngest = "http-ingest"
+	PhaseStream     = "stream"
+	PhaseReads      = "reads" // with the ledger's past (history)
+)
+
+// AllPhases lists every phase in the order a run takes them.
+var AllPhases = []string{PhaseDrain, PhasePipeline, PhaseHTTPIngest, PhaseStream, PhaseReads}
 
 // Bounds of every wait, so that a broken service fails the run instead of hanging it.
 const (
@@ -102,9 +121,10 @@ type Options struct {
 	ReadsDuration time.Duration
 	Connections   int
 	OutDir        string
-	// Rounds is how many times the drain and the pipeline phases and every read case run,
-	// 1 to 9: all the drain rounds, then all the pipeline rounds, each round measuring the
-	// ceiling and then the service on names of its own; then the read rounds, each
+	// Rounds is how many times the drain and the pipeline phases and every read case run
+	// (the HTTP ingest and stream phases at most twice: see maxLateRounds), 1 to 9: all
+	// the drain rounds, then all the pipeline rounds, each round measuring the ceiling
+	// and then the service on names of its own; then the read rounds, each
 	// measuring per route the ceiling and then the service. The report shows, per phase and
 	// read case, the round whose ratio service / ceiling is the median (the lower middle of
 	// an even count), and lists every round's ratio; its checks hold for every round.
@@ -112,6 +132,12 @@ type Options struct {
 	// Smoke runs tiny sizes (SmokeEvents, SmokeReadsDuration, SmokeRounds unless set) to
 	// keep the code working; its figures mean nothing.
 	Smoke bool
+	// StreamClients is how many clients follow the change stream in the stream phase
+	// (DefaultStreamClients, SmokeStreamClients under Smoke), 1 to 1000.
+	StreamClients int
+	// Phases names the phases to run, in any order (they run in the order of AllPhases);
+	// empty runs them all. The reads need the drain (they read its database).
+	Phases []string
 	// ProfileDir, when set, receives CPU and heap profiles of the service children
 	// (through PPROF_ADDR on a local port). Profiling costs a few per cent of CPU.
 	ProfileDir string
@@ -198,7 +224,32 @@ func (o Options) validate() error {
 	if o.Prefetch < o.BatchSize {
 		errs = append(errs, fmt.Errorf("bench: prefetch %d is under the batch size %d", o.Prefetch, o.BatchSize))
 	}
+	if o.StreamClients < 0 || o.StreamClients > maxStreamClients {
+		errs = append(errs, fmt.Errorf("bench: --stream-clients %d is not within 1..%d", o.StreamClients, maxStreamClients))
+	}
+	for _, p := range o.Phases {
+		if !slices.Contains(AllPhases, p) {
+			errs = append(errs, fmt.Errorf("bench: unknown phase %q (phases: %s)", p, strings.Join(AllPhases, ", ")))
+		}
+	}
+	if o.runs(PhaseReads) && !o.runs(PhaseDrain) {
+		errs = append(errs, errors.New("bench: the reads phase needs the drain phase (it reads the drained database)"))
+	}
 	return errors.Join(errs...)
+}
+
+// lateRounds is how many rounds the HTTP ingest and stream phases run: Rounds, at most
+// maxLateRounds.
+func (o Options) lateRounds() int { return min(o.Rounds, maxLateRounds) }
+
+// runs reports whether the run includes phase.
+func (o Options) runs(phase string) bool {
+	return len(o.Phases) == 0 || slices.Contains(o.Phases, phase)
+}
+
+// phases lists the phases the run includes, in the order they run.
+func (o Options) phases() []string {
+	return slices.DeleteFunc(slices.Clone(AllPhases), func(p string) bool { return !o.runs(p) })
 }
 
 func (o Options) ingestTimeout() time.Duration {
@@ -245,8 +296,8 @@ func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
 		return rep, err
 	}
 	rep.printTable(stdout)
-	fmt.Fprintf(stdout, "\nwrote %s (results.json, README.md, drain.svg, pipeline.svg, reads.svg) in %s\n",
-		o.OutDir, time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(stdout, "\nwrote %s (%s) in %s\n", o.OutDir, strings.Join(append([]string{"results.json", "README.md"}, rep.charts()...), ", "),
+		time.Duration(rep.DurationSeconds*float64(time.Second)).Round(time.Second))
 	return rep, nil
 }
 
@@ -275,44 +326,79 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 
 	// Ceiling, then service, round after round: a slow spell of the machine then weighs
 	// on both sides of a ratio rather than on one figure, and the median round is shown.
-	drainDBs := make([]string, 0, r.o.Rounds)
-	drains, err := phaseRounds("drain", "bare consumer", r.o.Rounds,
-		func(i int) (IngestResult, error) { return r.bareDrain(ctx, i) },
-		func(i int) (IngestResult, error) {
-			res, db, err := r.serviceDrain(ctx, i)
-			drainDBs = append(drainDBs, db)
-			return res, err
-		})
-	if err != nil {
-		return nil, err
+	var (
+		drains, pipelines []Pair
+		readsDB           string
+		err               error
+	)
+	if r.o.runs(PhaseDrain) {
+		drainDBs := make([]string, 0, r.o.Rounds)
+		drains, err = phaseRounds("drain", "bare consumer", r.o.Rounds,
+			func(i int) (IngestResult, error) { return r.bareDrain(ctx, i) },
+			func(i int) (IngestResult, error) {
+				res, db, err := r.serviceDrain(ctx, i)
+				drainDBs = append(drainDBs, db)
+				return res, err
+			})
+		if err != nil {
+			return nil, err
+		}
+		rep.Drain = medianPair(drains)
+		r.logRounds("drain", rep.Drain)
+		// every service drain stored the same stream: the reads use the chosen round's
+		// database, and the others go now rather than at the end
+		readsDB = drainDBs[rep.Drain.Chosen]
+		var others []string
+		for i, db := range drainDBs {
+			if i != rep.Drain.Chosen || !r.o.runs(PhaseReads) {
+				others = append(others, databaseName(db))
+			}
+		}
+		r.dropDatabases(ctx, others...)
 	}
-	rep.Drain = medianPair(drains)
-	r.logRounds("drain", rep.Drain)
-	// every service drain stored the same stream: the reads use the chosen round's
-	// database, and the others go now rather than at the end
-	readsDB := drainDBs[rep.Drain.Chosen]
-	var others []string
-	for i, db := range drainDBs {
-		if i != rep.Drain.Chosen {
-			others = append(others, databaseName(db))
+
+	if r.o.runs(PhasePipeline) {
+		pipelines, err = phaseRounds("pipeline", "bare", r.o.Rounds,
+			func(i int) (IngestResult, error) { return r.barePipeline(ctx, i) },
+			func(i int) (IngestResult, error) { return r.servicePipeline(ctx, i) })
+		if err != nil {
+			return nil, err
+		}
+		rep.Pipeline = medianPair(pipelines)
+		r.logRounds("pipeline", rep.Pipeline)
+	}
+
+	var (
+		publishes []publishRound
+		streams   []Pair
+	)
+	if r.o.runs(PhaseHTTPIngest) {
+		if rep.HTTPIngest, publishes, err = r.httpIngestPhase(ctx); err != nil {
+			return nil, err
 		}
 	}
-	r.dropDatabases(ctx, others...)
-
-	pipelines, err := phaseRounds("pipeline", "bare", r.o.Rounds,
-		func(i int) (IngestResult, error) { return r.barePipeline(ctx, i) },
-		func(i int) (IngestResult, error) { return r.servicePipeline(ctx, i) })
-	if err != nil {
-		return nil, err
+	if r.o.runs(PhaseStream) {
+		if rep.Stream, streams, err = r.streamPhase(ctx); err != nil {
+			return nil, err
+		}
 	}
-	rep.Pipeline = medianPair(pipelines)
-	r.logRounds("pipeline", rep.Pipeline)
 
-	if rep.Reads, rep.History, err = r.reads(ctx, readsDB); err != nil {
-		return nil, fmt.Errorf("reads: %w", err)
+	if r.o.runs(PhaseReads) {
+		if rep.Reads, rep.History, err = r.reads(ctx, readsDB); err != nil {
+			return nil, fmt.Errorf("reads: %w", err)
+		}
 	}
+	// The checks of old first, in their order, then those of the later phases.
 	rep.Checks = append(rep.Checks, checks(rep, drains, pipelines)...)
-	rep.Checks = append(rep.Checks, historyChecks(rep.History)...)
+	if r.o.runs(PhaseReads) {
+		rep.Checks = append(rep.Checks, historyChecks(rep.History)...)
+	}
+	if r.o.runs(PhaseHTTPIngest) {
+		rep.Checks = append(rep.Checks, httpIngestChecks(publishes)...)
+	}
+	if r.o.runs(PhaseStream) {
+		rep.Checks = append(rep.Checks, streamChecks(rep.Stream, streams)...)
+	}
 	rep.build()
 	return rep, nil
 }

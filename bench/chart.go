@@ -13,23 +13,31 @@ import (
 // batches, so each point is the rate over the last second.
 const rateWindow = 1.0
 
-// writeCharts draws drain.svg, pipeline.svg and reads.svg into dir.
+// writeCharts draws drain.svg, pipeline.svg and reads.svg into dir: those of the phases
+// run (see Report.charts).
 func writeCharts(rep *Report, dir string) error {
-	if err := rateChart(filepath.Join(dir, "drain.svg"), "Drain: prefilled queue → committed", []series{
-		{"service (warehouse consume)", rep.Drain.Service.Samples, false},
-		{"ceiling (bare consumer)", rep.Drain.Ceiling.Samples, false},
-	}); err != nil {
-		return err
+	if rep.ran(PhaseDrain) {
+		if err := rateChart(filepath.Join(dir, "drain.svg"), "Drain: prefilled queue → committed", []series{
+			{"service (warehouse consume)", rep.Drain.Service.Samples, false},
+			{"ceiling (bare consumer)", rep.Drain.Ceiling.Samples, false},
+		}); err != nil {
+			return err
+		}
 	}
-	if err := rateChart(filepath.Join(dir, "pipeline.svg"), "Pipeline: published → committed", []series{
-		{"service: committed", rep.Pipeline.Service.Samples, false},
-		{"ceiling: committed", rep.Pipeline.Ceiling.Samples, false},
-		{"service: published (confirmed)", rep.Pipeline.Service.Samples, true},
-		{"ceiling: published (confirmed)", rep.Pipeline.Ceiling.Samples, true},
-	}); err != nil {
-		return err
+	if rep.ran(PhasePipeline) {
+		if err := rateChart(filepath.Join(dir, "pipeline.svg"), "Pipeline: published → committed", []series{
+			{"service: committed", rep.Pipeline.Service.Samples, false},
+			{"ceiling: committed", rep.Pipeline.Ceiling.Samples, false},
+			{"service: published (confirmed)", rep.Pipeline.Service.Samples, true},
+			{"ceiling: published (confirmed)", rep.Pipeline.Ceiling.Samples, true},
+		}); err != nil {
+			return err
+		}
 	}
-	return latencyChart(filepath.Join(dir, "reads.svg"), rep.Reads)
+	if rep.ran(PhaseReads) {
+		return latencyChart(filepath.Join(dir, "reads.svg"), rep.Reads)
+	}
+	return nil
 }
 
 type series struct {

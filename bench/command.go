@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // ErrUsage marks a bad command line: the command has printed its usage.
@@ -18,7 +20,9 @@ const usage = `Usage: warehouse-bench [flags]
 Measures the service against this machine's own limits, in one run: draining a prefilled
 queue, publisher and consumer together, and point reads cached and uncached, each next to
 its ceiling (a bare consumer, a bare pipeline, a bare Fiber handler, raw pgx reads), plus
-the peak RSS of the service processes. It runs the warehouse binary's consume and serve
+the peak RSS of the service processes; HTTP ingest (POST /api/events) next to the AMQP
+publisher; and a drain with and without change stream clients (GET /api/stream), with
+their latency from commit to client. It runs the warehouse binary's consume and serve
 commands (--warehouse) against databases and queues of its own (removed at the end), prints
 a table and writes results.json, README.md and SVG charts to --out. Needs PostgreSQL and
 RabbitMQ (DATABASE_URL, AMQP_URL); BATCH_SIZE, BATCH_WAIT, AMQP_PREFETCH and DB_MAX_CONNS
@@ -46,11 +50,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 		"the warehouse binary whose consume and serve commands are measured")
 	fs.IntVar(&o.Events, "events", DefaultEvents, "events in the stream of the drain and pipeline phases")
 	fs.DurationVar(&o.ReadsDuration, "reads-duration", DefaultReadsDuration, "measured duration of each read case")
-	fs.IntVar(&o.Connections, "connections", DefaultConnections, "concurrent HTTP connections (and pgx goroutines) of the read phase")
-	fs.IntVar(&o.Rounds, "rounds", DefaultRounds, "rounds of the drain and pipeline phases and of every read case, 1 to 9, each the ceiling then the service; the median round is reported")
+	fs.IntVar(&o.Connections, "connections", DefaultConnections, "concurrent HTTP connections (and pgx goroutines) of the read phase, and of HTTP ingest")
+	fs.IntVar(&o.Rounds, "rounds", DefaultRounds, fmt.Sprintf("rounds of the drain and pipeline phases and of every read case, 1 to 9, each the ceiling then the service; the median round is reported (http-ingest and stream: at most %d)", maxLateRounds))
 	fs.StringVar(&o.OutDir, "out", DefaultOutDir, "directory of results.json, README.md and the charts")
-	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads, %d round) to check that the benchmark works; the figures mean nothing",
-		SmokeEvents, SmokeReadsDuration, SmokeRounds))
+	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads, %d round, %d stream clients) to check that the benchmark works; the figures mean nothing",
+		SmokeEvents, SmokeReadsDuration, SmokeRounds, SmokeStreamClients))
+	fs.IntVar(&o.StreamClients, "stream-clients", DefaultStreamClients, fmt.Sprintf("clients of the change stream in the stream phase, 1 to %d", maxStreamClients))
+	var phases string
+	fs.StringVar(&phases, "phases", "", "run only these phases, comma-separated ("+strings.Join(AllPhases, ", ")+
+		"; reads needs drain); the report then holds only theirs, and goes to a temporary directory unless --out is given")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of the service processes to this directory")
 	var bareAddr string
 	fs.StringVar(&bareAddr, "bare-server", "", "internal: serve the bare Fiber ceiling of the read phase on this address over DATABASE_URL (the benchmark runs it as a child)")
@@ -68,6 +76,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if phases != "" {
+		for _, p := range strings.Split(phases, ",") {
+			if p = strings.TrimSpace(p); p != "" && !slices.Contains(o.Phases, p) {
+				o.Phases = append(o.Phases, p)
+			}
+		}
+		if len(o.Phases) == len(AllPhases) {
+			o.Phases = nil
+		}
+	}
+	if len(o.Phases) > 0 && !set["out"] {
+		// a partial run must not overwrite the committed results
+		o.OutDir = filepath.Join(os.TempDir(), "warehouse-bench-partial")
+	}
 	if o.Smoke {
 		// a smoke run must not overwrite the committed results
 		if !set["events"] {
@@ -78,6 +100,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 		}
 		if !set["rounds"] {
 			o.Rounds = SmokeRounds
+		}
+		if !set["stream-clients"] {
+			o.StreamClients = SmokeStreamClients
 		}
 		if !set["out"] {
 			o.OutDir = filepath.Join(os.TempDir(), "warehouse-bench-smoke")

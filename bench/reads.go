@@ -290,17 +290,23 @@ func unusedTopology() amqpadapter.Topology {
 
 // startServe runs `warehouse serve` on dbURL with a cache of cacheSize entries (0: none).
 func (r *runner) startServe(ctx context.Context, name, dbURL string, cacheSize int) (*child, error) {
-	addr, err := freeAddr(ctx)
-	if err != nil {
-		return nil, err
-	}
 	env := r.serviceEnv(dbURL, unusedTopology())
-	env["HTTP_ADDR"] = addr
 	env["CACHE_SIZE"] = strconv.Itoa(cacheSize)
 	// The cache must still hold every key at the end of the run: the ceiling answers
 	// every request from memory too.
 	env["CACHE_TTL"] = "1h"
 	env["LOG_LEVEL"] = "warn"
+	return r.startServeWith(ctx, name, env)
+}
+
+// startServeWith runs `warehouse serve` with env (serviceEnv and more) on a free
+// 127.0.0.1 port of its own (HTTP_ADDR), and waits until it is ready.
+func (r *runner) startServeWith(ctx context.Context, name string, env map[string]string) (*child, error) {
+	addr, err := freeAddr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	env["HTTP_ADDR"] = addr
 	c, err := r.startChild(ctx, name, env, addr, r.o.Binary, "serve")
 	if err != nil {
 		return nil, err

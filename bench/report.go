@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,6 +42,10 @@ type Report struct {
 	Reads    ReadsResult `json:"reads"`
 	// History is the phase of the ledger's past (as-of, history, routes).
 	History HistoryResult `json:"history"`
+	// HTTPIngest is POST /api/events next to the project's AMQP publisher.
+	HTTPIngest HTTPIngestResult `json:"http_ingest"`
+	// Stream is the drain with and without change stream clients, and their latency.
+	Stream StreamResult `json:"stream"`
 }
 
 // Machine describes where the run happened.
@@ -67,6 +72,10 @@ type Settings struct {
 	Products             int           `json:"products"`
 	Seed                 uint64        `json:"seed"`
 	GeneratorStats       loadgen.Stats `json:"generator_stats"`
+	// StreamClients is the clients of the change stream in the stream phase.
+	StreamClients int `json:"stream_clients"`
+	// Phases lists the phases the run took (every one unless --phases named a few).
+	Phases []string `json:"phases"`
 }
 
 // Pair is the service's figure and its ceiling's, from one round: in a report, the
@@ -109,6 +118,9 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Speed marks a target on a figure rather than a correctness condition: a smoke
+	// run's figures mean nothing, so its speed checks judge nothing either.
+	Speed bool `json:"speed,omitempty"`
 }
 
 func newReport(o Options, started time.Time) *Report {
@@ -121,6 +133,7 @@ func newReport(o Options, started time.Time) *Report {
 			BatchSize: o.BatchSize, BatchWaitMillis: float64(o.BatchWait) / float64(time.Millisecond),
 			Prefetch: o.Prefetch, DBMaxConns: o.DBMaxConns, QueueType: "quorum",
 			Warehouses: genWarehouses, Products: genProducts, Seed: genSeed,
+			StreamClients: o.streamClients(), Phases: o.phases(),
 		},
 	}
 	if kb, err := procStatusKBFile("/proc/meminfo", "MemTotal:"); err == nil {
@@ -143,14 +156,27 @@ func procStatusKBFile(name, field string) (int64, error) {
 	return 0, fmt.Errorf("no %s in %s", field, name)
 }
 
-// checks lists the correctness conditions of the run; those of the ingest phases hold for
-// every round of drain and pipeline.
+// ran reports whether the run took phase; a report that lists no phases took them all.
+func (rep *Report) ran(phase string) bool {
+	return len(rep.Settings.Phases) == 0 || slices.Contains(rep.Settings.Phases, phase)
+}
+
+// checks lists the correctness conditions of the drain, pipeline and read phases (those
+// run); those of the ingest phases hold for every round of drain and pipeline.
 func checks(rep *Report, drain, pipeline []Pair) []Check {
 	var cs []Check
-	phases := []struct {
+	var phases []struct {
 		name   string
 		rounds []Pair
-	}{{"drain", drain}, {"pipeline", pipeline}}
+	}
+	for _, ph := range []struct {
+		name   string
+		rounds []Pair
+	}{{"drain", drain}, {"pipeline", pipeline}} {
+		if rep.ran(ph.name) {
+			phases = append(phases, ph)
+		}
+	}
 	for _, ph := range phases {
 		cs = append(cs,
 			everyRound(ph.name+": service stored exactly the stream (event count, every stock row)", ph.rounds,
@@ -165,10 +191,12 @@ func checks(rep *Report, drain, pipeline []Pair) []Check {
 				return fmt.Sprintf("rejected %d, retried %d, duplicates %d", p.Service.Rejected, p.Service.Retried, p.Service.Duplicates)
 			}))
 	}
-	cs = append(cs, Check{Name: "reads: the bare handler answers the service's JSON byte for byte",
-		OK: rep.Reads.JSONMatches == "ok", Detail: rep.Reads.JSONMatches})
-	cs = append(cs, Check{Name: "reads: every request answered 200 (every round)", OK: rep.Reads.Errors == 0,
-		Detail: strings.TrimSpace(fmt.Sprintf("%d errors %s", rep.Reads.Errors, rep.Reads.FirstError))})
+	if rep.ran(PhaseReads) {
+		cs = append(cs, Check{Name: "reads: the bare handler answers the service's JSON byte for byte",
+			OK: rep.Reads.JSONMatches == "ok", Detail: rep.Reads.JSONMatches})
+		cs = append(cs, Check{Name: "reads: every request answered 200 (every round)", OK: rep.Reads.Errors == 0,
+			Detail: strings.TrimSpace(fmt.Sprintf("%d errors %s", rep.Reads.Errors, rep.Reads.FirstError))})
+	}
 	return cs
 }
 
@@ -203,8 +231,18 @@ func (rep *Report) build() {
 		row.Note = strings.Join(notes, "; ")
 		rep.Rows = append(rep.Rows, row)
 	}
-	ingest("drain", "prefilled queue → committed", rep.Drain, targetDrain)
-	ingest("pipeline", "published → committed", rep.Pipeline, targetPipeline)
+	if rep.ran(PhaseDrain) {
+		ingest("drain", "prefilled queue → committed", rep.Drain, targetDrain)
+	}
+	if rep.ran(PhasePipeline) {
+		ingest("pipeline", "published → committed", rep.Pipeline, targetPipeline)
+	}
+	if rep.ran(PhaseHTTPIngest) {
+		rep.httpIngestRows()
+	}
+	if rep.ran(PhaseStream) {
+		rep.streamRows()
+	}
 
 	for _, c := range rep.Reads.Cases {
 		name := c.Route + ", " + c.Cache
@@ -251,10 +289,22 @@ func (rep *Report) build() {
 	}
 	rep.historyRows()
 
-	rss("consume, drain", rep.Drain.Service.PeakRSSBytes, targetConsumerMiB)
-	rss("consume, pipeline", rep.Pipeline.Service.PeakRSSBytes, 0)
-	rss("serve, cached reads", rep.Reads.CachedPeakRSSBytes, targetAPIMiB)
-	rss("serve, uncached reads", rep.Reads.UncachedPeakRSSBytes, targetAPIMiB)
+	if rep.ran(PhaseDrain) {
+		rss("consume, drain", rep.Drain.Service.PeakRSSBytes, targetConsumerMiB)
+	}
+	if rep.ran(PhasePipeline) {
+		rss("consume, pipeline", rep.Pipeline.Service.PeakRSSBytes, 0)
+	}
+	if rep.ran(PhaseReads) {
+		rss("serve, cached reads", rep.Reads.CachedPeakRSSBytes, targetAPIMiB)
+		rss("serve, uncached reads", rep.Reads.UncachedPeakRSSBytes, targetAPIMiB)
+	}
+	if rep.ran(PhaseHTTPIngest) {
+		rss("serve, HTTP ingest", rep.HTTPIngest.HTTP.PeakRSSBytes, 0)
+	}
+	if rep.ran(PhaseStream) {
+		rss(fmt.Sprintf("serve, change stream (%d clients)", rep.Stream.Clients), rep.Stream.Delivery.ServePeakRSSBytes, 0)
+	}
 }
 
 // cells formats a row for the text and Markdown tables.
@@ -357,6 +407,9 @@ func (rep *Report) markdown() string {
 		"%s queue; %d HTTP connections for %gs per read case; %d database connections.\n\n",
 		group(int64(s.Events)), s.Warehouses, s.Products, s.Seed, roundsSetting(s.Rounds), s.BatchSize, s.BatchWaitMillis, s.Prefetch, s.QueueType,
 		s.Connections, s.ReadsDurationSeconds, s.DBMaxConns)
+	if len(s.Phases) < len(AllPhases) {
+		fmt.Fprintf(&b, "**Partial run:** only the phases %s (`--phases`).\n\n", strings.Join(s.Phases, ", "))
+	}
 
 	b.WriteString("| " + strings.Join(tableHeader, " | ") + " |\n")
 	b.WriteString(strings.Repeat("|---", len(tableHeader)) + "|\n")
@@ -381,28 +434,74 @@ func (rep *Report) markdown() string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("\n## Charts\n\n")
-	b.WriteString("![Events per second while draining a prefilled queue](drain.svg)\n\n")
-	b.WriteString("![Events per second, publisher and consumer together](pipeline.svg)\n\n")
-	b.WriteString("![Read latency percentiles](reads.svg)\n\n")
+	if charts := rep.charts(); len(charts) > 0 {
+		b.WriteString("\n## Charts\n\n")
+		alt := map[string]string{
+			"drain.svg":    "Events per second while draining a prefilled queue",
+			"pipeline.svg": "Events per second, publisher and consumer together",
+			"reads.svg":    "Read latency percentiles",
+		}
+		for _, c := range charts {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", alt[c], c)
+		}
+	} else {
+		b.WriteString("\n")
+	}
 
 	b.WriteString("## Details\n\n")
-	b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	drain, pipeline := "drain"+shownRound(rep.Drain), "pipeline"+shownRound(rep.Pipeline)
-	for _, p := range []struct {
+	stream := "stream drain" + shownRound(rep.Stream.Drain)
+	var ingests []struct {
 		phase, who string
 		res        IngestResult
-	}{
-		{drain, "service", rep.Drain.Service}, {drain, "bare consumer", rep.Drain.Ceiling},
-		{pipeline, "service", rep.Pipeline.Service}, {pipeline, "bare pipeline", rep.Pipeline.Ceiling},
-	} {
+	}
+	add := func(phase, who string, res IngestResult) {
+		ingests = append(ingests, struct {
+			phase, who string
+			res        IngestResult
+		}{phase, who, res})
+	}
+	if rep.ran(PhaseDrain) {
+		add(drain, "service", rep.Drain.Service)
+		add(drain, "bare consumer", rep.Drain.Ceiling)
+	}
+	if rep.ran(PhasePipeline) {
+		add(pipeline, "service", rep.Pipeline.Service)
+		add(pipeline, "bare pipeline", rep.Pipeline.Ceiling)
+	}
+	if rep.ran(PhaseStream) {
+		add(stream, fmt.Sprintf("service, %d stream clients", rep.Stream.Clients), rep.Stream.Drain.Service)
+		add(stream, "service, no stream clients", rep.Stream.Drain.Ceiling)
+	}
+	if len(ingests) > 0 {
+		b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	}
+	for _, p := range ingests {
 		r := p.res
 		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
 			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2),
 			opt(r.PostgresCPUSeconds, 2), opt(r.BrokerCPUSeconds, 2), 100*r.HostCPUBusy,
 			opt(r.MeanBatchSize, 0), opt(r.MeanBatchMillis, 1), mib(r.PeakRSSBytes))
 	}
+	if rep.ran(PhaseHTTPIngest) {
+		rep.httpIngestDetails(&b)
+	}
+	if rep.ran(PhaseStream) {
+		rep.streamDetails(&b)
+	}
+	if rep.ran(PhaseReads) {
+		rep.readsDetails(&b)
+	}
+
+	b.WriteString(strings.NewReplacer("{rounds}", roundsSetting(s.Rounds), "{late}", lateRoundsSetting(rep),
+		"{batch}", strconv.Itoa(httpIngestBatch), "{conns}", strconv.Itoa(s.Connections),
+		"{clients}", strconv.Itoa(s.StreamClients)).Replace(methodNotes))
+	return b.String()
+}
+
+// readsDetails writes the read phase's and the ledger's past's latencies.
+func (rep *Report) readsDetails(b *strings.Builder) {
 	b.WriteString("\n| reads | who | requests | req/s | mean ms | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range rep.Reads.Cases {
@@ -411,17 +510,27 @@ func (rep *Report) markdown() string {
 			res ReadResult
 		}{{"service", c.Service}, {c.CeilingKind, c.Ceiling}} {
 			r := x.res
-			fmt.Fprintf(&b, "| %s, %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f%% |\n",
+			fmt.Fprintf(b, "| %s, %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f%% |\n",
 				c.Route, c.Cache, shownOf(c.Rounds, c.Chosen), x.who, group(r.Requests), group(int64(r.RequestsPerSecond+0.5)),
 				r.MeanMs, r.P50Ms, r.P90Ms, r.P99Ms, r.P999Ms, r.MaxMs, opt(r.CPUSeconds, 2),
 				opt(r.PostgresCPUSeconds, 2), opt(r.BrokerCPUSeconds, 2), 100*r.HostCPUBusy)
 		}
 	}
-	fmt.Fprintf(&b, "\nKeys: %s stock rows and %s movements, drawn uniformly at random.\n", group(int64(rep.Reads.StockKeys)), group(int64(rep.Reads.MovementKeys)))
-	rep.historyDetails(&b)
+	fmt.Fprintf(b, "\nKeys: %s stock rows and %s movements, drawn uniformly at random.\n", group(int64(rep.Reads.StockKeys)), group(int64(rep.Reads.MovementKeys)))
+	rep.historyDetails(b)
+}
 
-	b.WriteString(strings.ReplaceAll(methodNotes, "{rounds}", roundsSetting(s.Rounds)))
-	return b.String()
+// charts lists the charts of the phases run, as write draws them.
+func (rep *Report) charts() []string {
+	var out []string
+	for _, c := range []struct{ phase, file string }{
+		{PhaseDrain, "drain.svg"}, {PhasePipeline, "pipeline.svg"}, {PhaseReads, "reads.svg"},
+	} {
+		if rep.ran(c.phase) {
+			out = append(out, c.file)
+		}
+	}
+	return out
 }
 
 const methodNotes = `
@@ -446,7 +555,28 @@ const methodNotes = `
   one round whose ratio service / ceiling is the median (the lower middle of an even count), so that all the
   figures of a row come from the same round; the note lists every round's ratio in round order, and
   ` + "`results.json`" + ` every round's events/s or requests/s (` + "`rounds`" + `, and ` + "`chosen_round`" + ` counted from 0).
-  The checks hold for every round. The reads run on the database of the chosen drain round.
+  The checks hold for every round. The reads run on the database of the chosen drain round. The HTTP ingest
+  and stream phases, which came later, run at most two rounds to keep the run within about ten minutes; this
+  run: {late}.
+- **HTTP ingest.** ` + "`warehouse serve`" + ` with ` + "`INGEST_TOKEN`" + ` (on a database of its own; no consumer runs, so the
+  events land in the queue) takes the stream as CloudEvents batches: ` + "`POST /api/events`" + `,
+  ` + "`application/cloudevents-batch+json`" + `, {batch} events per request in the stream's order, from {conns} connections of a
+  fasthttp client in the benchmark process (opened before the clock starts), each posting the next batch as soon as
+  its last was answered. The service answers 202 once the broker confirmed every event of the batch; a 503 or 429
+  would be retried after 100 ms and counted. The clock runs from the first request to the last 202, and the queue
+  must then hold exactly the stream. **Next to it** (the ceiling column, no target): the project's
+  ` + "`amqp.Publisher`" + ` (what ` + "`warehouse produce`" + ` uses) publishing the same stream into a queue of its own, also
+  with no consumer, in the same round just before. Both queues are purged once counted.
+- **Stream.** The drain above, twice per round on databases and queues of their own: plain, and with a
+  ` + "`warehouse serve`" + ` child on the same database and {clients} clients following its ` + "`GET /api/stream`" + ` (read with
+  ` + "`adapters/http/sse`" + ` in the benchmark process), all connected (its ` + "`stream_clients`" + ` at {clients}) before
+  ` + "`warehouse consume`" + ` starts; the rounds alternate which of the two drains comes first. The row sets the drain with
+  clients against the plain one (the ceiling column); the target is a cost below 10 %, 1 − with / without. Every client
+  must receive ids 1..2N in order (a movement, then its stock, per stored event), each exactly once, and none may be
+  dropped as slow (` + "`stream_clients_dropped_total`" + `; the service's default ` + "`STREAM_BUFFER`" + `). Latency: for every stock
+  event of every client, its receive time minus the ` + "`committed_at`" + ` of the ` + "`change_log`" + ` row holding its position
+  (the clock just before the batch's commit), read after the drain. The clients share the CPUs with the service,
+  PostgreSQL and RabbitMQ: what their reading costs is part of the cost measured here.
 - **Reads.** ` + "`warehouse serve`" + ` over the drained database (after ` + "`VACUUM (ANALYZE)`" + `), one route at a time, keys
   drawn uniformly from every stock row and movement, by a fasthttp load generator in the benchmark process with
   one request in flight per connection, after a short warm-up. Cached: ` + "`CACHE_SIZE`" + ` above the key count,
@@ -456,13 +586,16 @@ const methodNotes = `
   ` + "`DB_MAX_CONNS`" + `, as many goroutines as connections), without HTTP. In each cache mode the service and its
   ceiling run side by side through all the rounds, each idle while the other is measured.
 - **Peak RSS** is the service process's ` + "`VmHWM`" + ` from ` + "`/proc/<pid>/status`" + `, read at the end of its phase (a fresh
-  process per phase and round of drain and pipeline; one per cache mode for the reads, over all their rounds).
+  process per phase and round of drain and pipeline, and per round of HTTP ingest and stream (the ` + "`serve`" + `
+  child with the clients); one per cache mode for the reads, over all their rounds).
 - **PostgreSQL CPU s** and **RabbitMQ CPU s** are the CPU time (utime + stime from ` + "`/proc/<pid>/stat`" + `) of every
   process on this machine named ` + "`postgres`" + `, and of ` + "`beam.smp`" + ` with its helpers (` + "`erl_child_setup`" + `, ` + "`epmd`" + `,
   ` + "`inet_gethost`" + `), over the same interval as host CPU busy. Processes that exit during the interval are not
   counted; a dash means no CPU time was seen (e.g. the database or broker runs on another machine).
 - Correctness is checked, not assumed: after each service phase (every round) the stored events and every stock row are compared
-  with what the generator expects, and the service must have dead-lettered, retried and deduplicated nothing.
+  with what the generator expects, and the service must have dead-lettered, retried and deduplicated nothing;
+  the queues HTTP ingest and the AMQP publisher filled must hold exactly the stream, and every stream client
+  every change.
 `
 
 // roundsSetting describes the rounds of drain, pipeline and reads, for the Settings line
@@ -472,6 +605,18 @@ func roundsSetting(n int) string {
 		return "drain, pipeline and every read case in 1 round (ceiling, then service)"
 	}
 	return fmt.Sprintf("drain, pipeline and every read case in %d alternating rounds (ceiling, then service), the median round shown", n)
+}
+
+// lateRoundsSetting describes the rounds of the HTTP ingest and stream phases.
+func lateRoundsSetting(rep *Report) string {
+	n := max(len(rep.HTTPIngest.Rounds), len(rep.Stream.Drain.Rounds))
+	if n == 0 {
+		return "not run"
+	}
+	if n == 1 {
+		return "1 round"
+	}
+	return fmt.Sprintf("%d rounds, the round of the median ratio shown (the lower middle of an even count)", n)
 }
 
 // shownRound names, in the details table, the round a phase's figures come from.

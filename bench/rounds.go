@@ -101,7 +101,7 @@ func (r *runner) logRounds(phase string, p Pair) {
 // detail describes it. It fails when any round fails, its detail naming each failing
 // round; when every round passes its detail is the rounds' common one (they agree for
 // the checks built on it), else each round's in turn.
-func everyRound(name string, rounds []Pair, ok func(Pair) bool, detail func(Pair) string) Check {
+func everyRound[R any](name string, rounds []R, ok func(R) bool, detail func(R) string) Check {
 	c := Check{Name: name, OK: true}
 	details := make([]string, len(rounds))
 	var failed []string
