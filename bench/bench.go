@@ -135,6 +135,9 @@ type Options struct {
 	// StreamClients is how many clients follow the change stream in the stream phase
 	// (DefaultStreamClients, SmokeStreamClients under Smoke), 1 to 1000.
 	StreamClients int
+	// StreamFilter is what each stream client follows: StreamFilterWarehouse (the
+	// default: one warehouse each) or StreamFilterNone (every change).
+	StreamFilter string
 	// Phases names the phases to run, in any order (they run in the order of AllPhases);
 	// empty runs them all. The reads need the drain (they read its database).
 	Phases []string
@@ -223,6 +226,9 @@ func (o Options) validate() error {
 	}
 	if o.Prefetch < o.BatchSize {
 		errs = append(errs, fmt.Errorf("bench: prefetch %d is under the batch size %d", o.Prefetch, o.BatchSize))
+	}
+	if f := o.StreamFilter; f != "" && f != StreamFilterWarehouse && f != StreamFilterNone {
+		errs = append(errs, fmt.Errorf("bench: --stream-filter %q is not %s or %s", f, StreamFilterWarehouse, StreamFilterNone))
 	}
 	if o.StreamClients < 0 || o.StreamClients > maxStreamClients {
 		errs = append(errs, fmt.Errorf("bench: --stream-clients %d is not within 1..%d", o.StreamClients, maxStreamClients))

@@ -15,7 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	amqpadapter "warehouse/adapters/amqp"
 	"warehouse/adapters/http/sse"
+	"warehouse/adapters/postgres"
 	"warehouse/application"
 )
 
@@ -59,8 +61,11 @@ type StreamDelivery struct {
 	WithFirst bool `json:"with_clients_first"`
 	// Connected is the serve child's stream_clients before the consumer started.
 	Connected int `json:"connected"`
-	// Changes is what each client must receive: two per stored event (ids 1..2N).
-	Changes int64 `json:"changes_per_client"`
+	// Filter is what each client follows: "warehouse" (one warehouse each) or "none".
+	Filter string `json:"filter"`
+	// Changes is what the clients must receive together: two per stored event of each
+	// client's filter.
+	Changes int64 `json:"changes"`
 	// Complete counts the clients that received every change exactly once, in order;
 	// FirstProblem is the first other client's story.
 	Complete     int    `json:"complete"`
@@ -87,6 +92,23 @@ type StreamDelivery struct {
 	// Verified is "ok" when every client connected before the drain and received every
 	// change exactly once, nobody was dropped and every position has its commit time.
 	Verified string `json:"verified"`
+}
+
+// Stream filters: what each client of the stream phase follows.
+const (
+	// StreamFilterWarehouse gives each client one warehouse (?warehouse_id=), spread
+	// over the stream's warehouses: dashboards of one warehouse each.
+	StreamFilterWarehouse = "warehouse"
+	// StreamFilterNone gives each client every change (the whole firehose).
+	StreamFilterNone = "none"
+)
+
+// streamFilter is StreamFilter, StreamFilterWarehouse by default.
+func (o Options) streamFilter() string {
+	if o.StreamFilter == "" {
+		return StreamFilterWarehouse
+	}
+	return o.StreamFilter
 }
 
 // streamClients is StreamClients, or SmokeStreamClients under --smoke.
@@ -162,7 +184,7 @@ func (r *runner) streamDrain(ctx context.Context, i int, with bool) (IngestResul
 	}
 
 	n := r.o.streamClients()
-	del = StreamDelivery{Clients: n, Changes: 2 * int64(len(r.stream.msgs))}
+	del = StreamDelivery{Clients: n, Filter: r.o.streamFilter()}
 	env := r.serviceEnv(dbURL, unusedTopology())
 	env["CACHE_SIZE"] = "0"
 	env["LOG_LEVEL"] = "warn"
@@ -180,7 +202,11 @@ func (r *runner) streamDrain(ctx context.Context, i int, with bool) (IngestResul
 	// check and its stop; the tail timer below ends them earlier.
 	cctx, cancel := context.WithTimeout(ctx, 3*readyTimeout+r.o.ingestTimeout()+time.Minute+stopTimeout+streamTail)
 	defer cancel()
-	clients, err := connectStreams(cctx, "http://"+svc.addr+"/api/stream", n, len(r.stream.msgs))
+	targets := r.streamTargets("http://"+svc.addr+"/api/stream", n)
+	for _, tg := range targets {
+		del.Changes += 2 * int64(tg.want)
+	}
+	clients, err := connectStreams(cctx, targets)
 	if err != nil {
 		cancel()
 		clients.wait()
@@ -222,7 +248,13 @@ func (r *runner) streamDrain(ctx context.Context, i int, with bool) (IngestResul
 	del.ServePeakRSSBytes = peakRSSOrZero(svc)
 	svc.stop()
 
-	problems := clients.delivery(&del)
+	var problems []string
+	expected, err := stockPositions(ctx, dbURL)
+	if err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		problems = append(problems, clients.delivery(&del, expected)...)
+	}
 	at, err := commitTimes(ctx, dbURL, len(r.stream.msgs))
 	if err != nil {
 		problems = append(problems, err.Error())
@@ -276,30 +308,78 @@ type streamSet struct {
 	wg        sync.WaitGroup
 }
 
-// streamClient is one client of the stream. It reads until it holds changes 1..2N; recv
-// is the receive time (Unix ns) of each stock event, the change of stored event j being
-// at stock position 2j+2.
-type streamClient struct {
-	recv []int64
-	got  int64 // changes received in order
-	err  error
+// streamTarget is what one client follows and how many stored events it must hear of.
+type streamTarget struct {
+	url       string
+	warehouse string // the filter's warehouse; "" follows every change
+	want      int
 }
 
-// connectStreams opens n clients of url, each expecting the changes of events stored
-// events, and returns once every one has its answer's headers (or one failed). The
-// clients read in the background until they hold every change or ctx ends.
-func connectStreams(ctx context.Context, url string, n, events int) (*streamSet, error) {
-	s := &streamSet{clients: make([]*streamClient, n), transport: &http.Transport{
-		MaxIdleConnsPerHost: n, DisableCompression: true, ResponseHeaderTimeout: readyTimeout,
+// streamClient is one client of the stream. It reads until it holds the stock events of
+// want stored events, each after its movement event; stocks are their positions in the
+// order received, recv their receive times (Unix ns). got counts the events taken in
+// order (movements and stocks).
+type streamClient struct {
+	streamTarget
+	stocks []int64
+	recv   []int64
+	got    int64
+	err    error
+}
+
+// streamTargets returns the n clients' targets on url: under the filter "warehouse",
+// client i follows the warehouse i mod W of the stream's W warehouses (as a dashboard of
+// one warehouse does), and must hear of that warehouse's events; under "none", every
+// client follows every change.
+func (r *runner) streamTargets(url string, n int) []streamTarget {
+	targets := make([]streamTarget, n)
+	if r.o.streamFilter() != StreamFilterWarehouse {
+		for i := range targets {
+			targets[i] = streamTarget{url: url, want: len(r.stream.msgs)}
+		}
+		return targets
+	}
+	whs, counts := r.stream.warehouseCounts()
+	for i := range targets {
+		w := whs[i%len(whs)]
+		targets[i] = streamTarget{url: url + "?warehouse_id=" + w, warehouse: w, want: counts[w]}
+	}
+	return targets
+}
+
+// warehouseCounts returns the stream's warehouses (sorted) and its events per warehouse.
+func (s *stream) warehouseCounts() ([]string, map[string]int) {
+	counts := map[string]int{}
+	for _, m := range s.msgs {
+		e, err := amqpadapter.DecodeEvent(m.body)
+		if err != nil {
+			panic(fmt.Sprintf("bench: a generated event does not decode: %v", err)) // a bug of generate
+		}
+		counts[e.WarehouseID.String()]++
+	}
+	whs := make([]string, 0, len(counts))
+	for w := range counts {
+		whs = append(whs, w)
+	}
+	slices.Sort(whs)
+	return whs, counts
+}
+
+// connectStreams opens one client per target and returns once every one has its
+// answer's headers (or one failed). The clients read in the background until they hold
+// what they must or ctx ends.
+func connectStreams(ctx context.Context, targets []streamTarget) (*streamSet, error) {
+	s := &streamSet{clients: make([]*streamClient, len(targets)), transport: &http.Transport{
+		MaxIdleConnsPerHost: len(targets), DisableCompression: true, ResponseHeaderTimeout: readyTimeout,
 	}}
 	hc := &http.Client{Transport: s.transport}
-	connected := make(chan error, n)
-	for i := range s.clients {
-		c := &streamClient{recv: make([]int64, events)}
+	connected := make(chan error, len(targets))
+	for i, tg := range targets {
+		c := &streamClient{streamTarget: tg, stocks: make([]int64, 0, tg.want), recv: make([]int64, 0, tg.want)}
 		s.clients[i] = c
-		s.wg.Go(func() { c.read(ctx, hc, url, connected) })
+		s.wg.Go(func() { c.read(ctx, hc, connected) })
 	}
-	for range n {
+	for range targets {
 		select {
 		case err := <-connected:
 			if err != nil {
@@ -319,11 +399,12 @@ func (s *streamSet) wait() {
 	s.transport.CloseIdleConnections()
 }
 
-// read follows the stream, checking that the events are ids 1, 2, … 2N in order, a
-// movement at each odd id and a stock at each even one, and records when each stock
-// event came.
-func (c *streamClient) read(ctx context.Context, hc *http.Client, url string, connected chan<- error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// read follows the stream, checking that ids grow and that each stock event comes right
+// after the movement event of the same stored event (ids p and p+1), and records when
+// each stock event came. Which positions it had to receive is checked afterwards,
+// against the change log (see delivery).
+func (c *streamClient) read(ctx context.Context, hc *http.Client, connected chan<- error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		connected <- err
 		return
@@ -343,47 +424,81 @@ func (c *streamClient) read(ctx context.Context, hc *http.Client, url string, co
 	}
 	connected <- nil
 	rd := sse.NewReader(resp.Body)
-	last := 2 * int64(len(c.recv))
-	for c.got < last {
+	var last, movement int64 // the last id taken, and the pending movement's
+	for len(c.stocks) < c.want {
 		e, err := rd.Next()
 		now := time.Now().UnixNano()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the server ended the stream")
 			}
-			c.err = fmt.Errorf("after %d of %d changes: %w", c.got, last, err)
+			c.err = fmt.Errorf("after %d of %d stored events: %w", len(c.stocks), c.want, err)
 			return
 		}
-		want := c.got + 1
-		if e.ID != strconv.FormatInt(want, 10) {
-			c.err = fmt.Errorf("id %q where %d was due: a change missed or repeated", e.ID, want)
+		id, err := strconv.ParseInt(e.ID, 10, 64)
+		if err != nil || id <= last {
+			c.err = fmt.Errorf("id %q after %d: a change repeated or out of order", e.ID, last)
 			return
 		}
-		kind := "movement"
-		if want%2 == 0 {
-			kind = "stock"
-			c.recv[want/2-1] = now
-		}
-		if e.Type != kind {
-			c.err = fmt.Errorf("id %d is a %q event, want %q", want, e.Type, kind)
+		switch {
+		case e.Type == "movement" && movement == 0:
+			movement = id
+		case e.Type == "stock" && movement == id-1:
+			movement = 0
+			c.stocks = append(c.stocks, id)
+			c.recv = append(c.recv, now)
+		default:
+			c.err = fmt.Errorf("id %d is a %q event after id %d: want a movement and then its stock", id, e.Type, last)
 			return
 		}
-		c.got = want
+		last = id
+		c.got++
 	}
 }
 
-// delivery counts the complete clients into d and returns the problems of the others.
-func (s *streamSet) delivery(d *StreamDelivery) []string {
-	var problems []string
+// stockPositions reads the change log of dbURL through the store's port and returns the
+// stock positions of every warehouse's changes, in order, and under "" every one.
+func stockPositions(ctx context.Context, dbURL string) (map[string][]int64, error) {
+	db, err := postgres.Open(postgres.Options{URL: dbURL, MaxConns: 2})
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	store := postgres.NewStore(db)
+	out := map[string][]int64{}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for after := int64(0); ; {
+		page, err := store.ChangesAfter(cctx, after, 5000)
+		if err != nil {
+			return nil, fmt.Errorf("read the change log: %w", err)
+		}
+		if len(page) == 0 {
+			return out, nil
+		}
+		for _, c := range page {
+			w := c.Stock.WarehouseID.String()
+			out[w] = append(out[w], c.StockPosition())
+			out[""] = append(out[""], c.StockPosition())
+		}
+		after = page[len(page)-1].StockPosition()
+	}
+}
+
+// delivery counts the complete clients into d, those that received exactly the stock
+// positions of their filter in the change log (expected), each after its movement, and
+// returns the problems of the others.
+func (s *streamSet) delivery(d *StreamDelivery, expected map[string][]int64) []string {
 	short := 0
 	for i, c := range s.clients {
-		if c.err == nil && c.got == d.Changes {
+		want := expected[c.warehouse]
+		if c.err == nil && slices.Equal(c.stocks, want) {
 			d.Complete++
 			continue
 		}
 		short++
 		if d.FirstProblem == "" {
-			msg := fmt.Sprintf("%d of %d changes", c.got, d.Changes)
+			msg := fmt.Sprintf("%d stock events, not the %d of the change log", len(c.stocks), len(want))
 			if c.err != nil {
 				msg = c.err.Error()
 			}
@@ -391,22 +506,24 @@ func (s *streamSet) delivery(d *StreamDelivery) []string {
 		}
 	}
 	if short > 0 {
-		problems = append(problems, fmt.Sprintf("%d of %d clients did not receive every change exactly once (%s)", short, len(s.clients), d.FirstProblem))
+		return []string{fmt.Sprintf("%d of %d clients did not receive every change of their filter exactly once (%s)", short, len(s.clients), d.FirstProblem)}
 	}
-	return problems
+	return nil
 }
 
 // latency fills d's percentiles with every client's received stock events, each its
-// receive time minus at, the commit time of its position.
+// receive time minus at, the commit time of its position (at[j] for position 2j+2).
 func (s *streamSet) latency(at []int64, d *StreamDelivery) {
 	var total int
 	for _, c := range s.clients {
-		total += int(c.got / 2)
+		total += len(c.stocks)
 	}
 	all := make([]int64, 0, total)
 	for _, c := range s.clients {
-		for j := range c.got / 2 {
-			all = append(all, c.recv[j]-at[j])
+		for k, p := range c.stocks {
+			if j := p/2 - 1; j >= 0 && j < int64(len(at)) {
+				all = append(all, c.recv[k]-at[j])
+			}
 		}
 	}
 	d.Samples = int64(len(all))
@@ -465,7 +582,7 @@ func commitTimes(ctx context.Context, dbURL string, events int) ([]int64, error)
 func (rep *Report) streamRows() {
 	st := rep.Stream
 	p := st.Drain
-	row := Row{Phase: "stream", Case: fmt.Sprintf("drain with %d clients on /api/stream", st.Clients), Figure: "events/s",
+	row := Row{Phase: "stream", Case: fmt.Sprintf("drain with %d clients on /api/stream (%s)", st.Clients, streamFilterCase(st.Delivery.Filter)), Figure: "events/s",
 		Value: p.Service.EventsPerSecond, Target: fmt.Sprintf("≥ %.2f × without clients", 1-targetStreamCost)}
 	without := p.Ceiling.EventsPerSecond
 	row.Ceiling = &without
@@ -497,7 +614,7 @@ func (rep *Report) streamRows() {
 	latency := fmt.Sprintf("commit → client, %d clients", st.Clients)
 	note := fmt.Sprintf("%s stock events received and timed", group(d.Samples))
 	if d.Verified != "ok" {
-		note += fmt.Sprintf(" (of %s): the clients dropped timed only what they received", group(int64(st.Clients)*d.Changes/2))
+		note += fmt.Sprintf(" (of %s): the clients dropped timed only what they received", group(d.Changes/2))
 	}
 	rep.Rows = append(rep.Rows,
 		Row{Phase: "stream", Case: latency, Figure: "p50 ms", Value: d.P50Ms, Target: "—", Note: note},
@@ -516,7 +633,7 @@ func streamChecks(st StreamResult, rounds []Pair) []Check {
 				if d.Verified != "ok" {
 					return d.Verified
 				}
-				return fmt.Sprintf("%d of %d clients got ids 1..%d, %d dropped", d.Complete, d.Clients, d.Changes, d.Dropped)
+				return fmt.Sprintf("%d of %d clients got every change of their filter (%s in all), %d dropped", d.Complete, d.Clients, group(d.Changes), d.Dropped)
 			}),
 		everyRound("stream: service stored exactly the stream, with and without clients; no dead letters, retries or duplicates (every round)", rounds,
 			func(p Pair) bool {
@@ -554,7 +671,7 @@ func streamChecks(st StreamResult, rounds []Pair) []Check {
 // streamDetails writes every round's delivery for the Markdown report.
 func (rep *Report) streamDetails(b *strings.Builder) {
 	st := rep.Stream
-	b.WriteString("\n| stream clients | connected | complete | changes per client | dropped | events sent | stock events timed | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | seconds | serve CPU s | benchmark CPU s | serve peak RSS |\n")
+	b.WriteString("\n| stream clients | connected | complete | changes (all clients) | dropped | events sent | stock events timed | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | seconds | serve CPU s | benchmark CPU s | serve peak RSS |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, d := range st.Deliveries {
 		name := fmt.Sprintf("round %d", i+1)
@@ -572,4 +689,21 @@ func (rep *Report) streamDetails(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "\nThe %d clients run in the benchmark process (benchmark CPU s) on the machine the service, PostgreSQL and RabbitMQ share; "+
 		"seconds and the CPU times run from the consumer's start to the last client's last change.\n", st.Clients)
+}
+
+// streamFilterCase names a filter in a row's case.
+func streamFilterCase(f string) string {
+	if f == StreamFilterNone {
+		return "every change each"
+	}
+	return "one warehouse each"
+}
+
+// streamFilterNote says in the method notes what the clients follow.
+func streamFilterNote(f string) string {
+	if f == StreamFilterNone {
+		return "Every client follows every change (`--stream-filter none`)."
+	}
+	return "Each client follows one warehouse (`?warehouse_id=`, client i the i-th of the stream's warehouses in turn), " +
+		"as a dashboard of one warehouse does (`--stream-filter warehouse`, the default)."
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,23 +41,28 @@ func sseChanges(first, last int) string {
 
 func TestStreamClientRead(t *testing.T) {
 	const events = 4
+	all := []int64{2, 4, 6, 8}
 	for _, tc := range []struct {
 		name, body string
 		got        int64
 		err        string
+		expected   []int64 // the change log's stock positions for the client
 	}{
-		{"every change", sseChanges(1, 2*events), 2 * events, ""},
-		{"ended early", sseChanges(1, 5), 5, "after 5 of 8 changes: the server ended the stream"},
-		{"dropped as slow", sseChanges(1, 4) + ": closed: this client fell behind\n\n", 4, "after 4 of 8 changes: the server ended the stream"},
-		{"a change missed", sseChanges(1, 2) + sseChanges(4, 8), 2, `id "4" where 3 was due`},
-		{"a change repeated", sseChanges(1, 3) + sseChanges(3, 8), 3, `id "3" where 4 was due`},
-		{"a stock event where a movement is due", strings.Replace(sseChanges(1, 8), "id: 3\nevent: movement", "id: 3\nevent: stock", 1), 2, `id 3 is a "stock" event`},
+		{"every change", sseChanges(1, 2*events), 2 * events, "", all},
+		{"ended early", sseChanges(1, 5), 5, "after 2 of 4 stored events: the server ended the stream", all},
+		{"dropped as slow", sseChanges(1, 4) + ": closed: this client fell behind\n\n", 4, "after 2 of 4 stored events: the server ended the stream", all},
+		{"a change missed", sseChanges(1, 2) + sseChanges(4, 8), 2, `id 4 is a "stock" event after id 2`, all},
+		{"a change repeated", sseChanges(1, 3) + sseChanges(3, 8), 3, `id "3" after 3`, all},
+		{"a stock event where a movement is due", strings.Replace(sseChanges(1, 8), "id: 3\nevent: movement", "id: 3\nevent: stock", 1), 2, `id 3 is a "stock" event`, all},
+		// a filtered client skips whole stored events; it must still get those of the log
+		{"a filter's events", sseChanges(1, 2) + sseChanges(5, 6) + sseChanges(9, 12), 8, "", []int64{2, 6, 10, 12}},
+		{"one of a filter's events missing", sseChanges(1, 2) + sseChanges(9, 14), 8, "", []int64{2, 6, 10, 12}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			before := time.Now().UnixNano()
-			s, err := connectStreams(ctx, sseServer(t, tc.body), 1, events)
+			s, err := connectStreams(ctx, []streamTarget{{url: sseServer(t, tc.body), warehouse: "w", want: events}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,15 +77,16 @@ func TestStreamClientRead(t *testing.T) {
 			case tc.err != "" && (c.err == nil || !strings.Contains(c.err.Error(), tc.err)):
 				t.Errorf("error %v, want one saying %q", c.err, tc.err)
 			}
-			for j := range c.got / 2 {
-				if c.recv[j] < before {
-					t.Errorf("stock event %d: receive time %d not recorded", j, c.recv[j])
+			for k := range c.recv {
+				if c.recv[k] < before {
+					t.Errorf("stock event %d: receive time %d not recorded", k, c.recv[k])
 				}
 			}
-			d := StreamDelivery{Clients: 1, Changes: 2 * events}
-			problems := s.delivery(&d)
-			if complete := tc.err == ""; (d.Complete == 1) != complete || (len(problems) == 0) != complete {
-				t.Errorf("delivery %+v, problems %v", d, problems)
+			d := StreamDelivery{Clients: 1}
+			problems := s.delivery(&d, map[string][]int64{"w": tc.expected})
+			complete := tc.err == "" && slices.Equal(c.stocks, tc.expected)
+			if (d.Complete == 1) != complete || (len(problems) == 0) != complete {
+				t.Errorf("delivery %+v, problems %v, want complete %v", d, problems, complete)
 			}
 		})
 	}
@@ -92,7 +99,7 @@ func TestConnectStreamsRefused(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := connectStreams(ctx, srv.URL, 3, 2)
+	s, err := connectStreams(ctx, []streamTarget{{url: srv.URL, want: 2}, {url: srv.URL, want: 2}, {url: srv.URL, want: 2}})
 	if err == nil || !strings.Contains(err.Error(), "status 503") {
 		t.Errorf("error %v, want the status", err)
 	}
@@ -105,8 +112,8 @@ func TestStreamLatency(t *testing.T) {
 	// one with the first two stock events only
 	at := []int64{0, 0, 10 * ms, 10 * ms}
 	s := &streamSet{clients: []*streamClient{
-		{recv: []int64{1 * ms, 2 * ms, 13 * ms, 14 * ms}, got: 8},
-		{recv: []int64{5 * ms, 6 * ms, 0, 0}, got: 5},
+		{stocks: []int64{2, 4, 6, 8}, recv: []int64{1 * ms, 2 * ms, 13 * ms, 14 * ms}, got: 8},
+		{stocks: []int64{2, 4}, recv: []int64{5 * ms, 6 * ms}, got: 5},
 	}}
 	var d StreamDelivery
 	s.latency(at, &d)
@@ -124,7 +131,7 @@ func TestStreamRowsAndChecks(t *testing.T) {
 	}
 	rounds := []Pair{pair(950, 1000), pair(800, 1000)}
 	st.Drain = medianPair(rounds)
-	ok := StreamDelivery{Clients: 100, Complete: 100, Changes: 200, Verified: "ok", Samples: 10000, P50Ms: 3, P99Ms: 9, MaxMs: 12}
+	ok := StreamDelivery{Clients: 100, Filter: StreamFilterWarehouse, Complete: 100, Changes: 200, Verified: "ok", Samples: 10000, P50Ms: 3, P99Ms: 9, MaxMs: 12}
 	bad := ok
 	bad.Complete, bad.Dropped, bad.Verified = 97, 3, "3 clients dropped as slow (stream_clients_dropped_total)"
 	bad.WithFirst = true
@@ -162,7 +169,7 @@ func TestStreamRowsAndChecks(t *testing.T) {
 		t.Errorf("rows %+v", rep.Rows)
 	}
 	md := rep.markdown()
-	for _, want := range []string{"**Partial run:** only the phases stream", "| stream | drain with 100 clients on /api/stream | events/s | 800 | 1,000 | 0.80 |",
+	for _, want := range []string{"**Partial run:** only the phases stream", "| stream | drain with 100 clients on /api/stream (one warehouse each) | events/s | 800 | 1,000 | 0.80 |",
 		"| round 2, with clients first (shown) | 0 | 97 |", "100 clients following its `GET /api/stream`"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("README lacks %q:\n%s", want, md)

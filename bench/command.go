@@ -55,6 +55,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 	fs.StringVar(&o.OutDir, "out", DefaultOutDir, "directory of results.json, README.md and the charts")
 	fs.BoolVar(&o.Smoke, "smoke", false, fmt.Sprintf("tiny sizes (%d events, %s reads, %d round, %d stream clients) to check that the benchmark works; the figures mean nothing",
 		SmokeEvents, SmokeReadsDuration, SmokeRounds, SmokeStreamClients))
+	fs.StringVar(&o.StreamFilter, "stream-filter", StreamFilterWarehouse, "what each stream client follows: warehouse (one warehouse each, as dashboards) or none (every change)")
 	fs.IntVar(&o.StreamClients, "stream-clients", DefaultStreamClients, fmt.Sprintf("clients of the change stream in the stream phase, 1 to %d", maxStreamClients))
 	var phases string
 	fs.StringVar(&phases, "phases", "", "run only these phases, comma-separated ("+strings.Join(AllPhases, ", ")+

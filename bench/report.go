@@ -74,6 +74,8 @@ type Settings struct {
 	GeneratorStats       loadgen.Stats `json:"generator_stats"`
 	// StreamClients is the clients of the change stream in the stream phase.
 	StreamClients int `json:"stream_clients"`
+	// StreamFilter is what each of them follows (see Options.StreamFilter).
+	StreamFilter string `json:"stream_filter"`
 	// Phases lists the phases the run took (every one unless --phases named a few).
 	Phases []string `json:"phases"`
 }
@@ -133,7 +135,7 @@ func newReport(o Options, started time.Time) *Report {
 			BatchSize: o.BatchSize, BatchWaitMillis: float64(o.BatchWait) / float64(time.Millisecond),
 			Prefetch: o.Prefetch, DBMaxConns: o.DBMaxConns, QueueType: "quorum",
 			Warehouses: genWarehouses, Products: genProducts, Seed: genSeed,
-			StreamClients: o.streamClients(), Phases: o.phases(),
+			StreamClients: o.streamClients(), StreamFilter: o.streamFilter(), Phases: o.phases(),
 		},
 	}
 	if kb, err := procStatusKBFile("/proc/meminfo", "MemTotal:"); err == nil {
@@ -496,7 +498,7 @@ func (rep *Report) markdown() string {
 
 	b.WriteString(strings.NewReplacer("{rounds}", roundsSetting(s.Rounds), "{late}", lateRoundsSetting(rep),
 		"{batch}", strconv.Itoa(httpIngestBatch), "{conns}", strconv.Itoa(s.Connections),
-		"{clients}", strconv.Itoa(s.StreamClients)).Replace(methodNotes))
+		"{clients}", strconv.Itoa(s.StreamClients), "{filter}", streamFilterNote(s.StreamFilter)).Replace(methodNotes))
 	return b.String()
 }
 
@@ -570,9 +572,10 @@ const methodNotes = `
 - **Stream.** The drain above, twice per round on databases and queues of their own: plain, and with a
   ` + "`warehouse serve`" + ` child on the same database and {clients} clients following its ` + "`GET /api/stream`" + ` (read with
   ` + "`adapters/http/sse`" + ` in the benchmark process), all connected (its ` + "`stream_clients`" + ` at {clients}) before
-  ` + "`warehouse consume`" + ` starts; the rounds alternate which of the two drains comes first. The row sets the drain with
+  ` + "`warehouse consume`" + ` starts; the rounds alternate which of the two drains comes first. {filter} The row sets the drain with
   clients against the plain one (the ceiling column); the target is a cost below 10 %, 1 − with / without. Every client
-  must receive ids 1..2N in order (a movement, then its stock, per stored event), each exactly once, and none may be
+  must receive exactly the changes of its filter that the change log holds after the drain, in order, each once (a
+  movement, then its stock, per stored event), and none may be
   dropped as slow (` + "`stream_clients_dropped_total`" + `; the service's default ` + "`STREAM_BUFFER`" + `). Latency: for every stock
   event of every client, its receive time minus the ` + "`committed_at`" + ` of the ` + "`change_log`" + ` row holding its position
   (the clock just before the batch's commit), read after the drain. The clients share the CPUs with the service,
