@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
@@ -60,4 +61,65 @@ func TestHistoryContract(t *testing.T) {
 
 func TestChangeLogContract(t *testing.T) {
 	portstest.ChangeLog(t, postgres.NewStore(pgtest.MustOpen(t, pgtest.MustDatabase(t))))
+}
+
+// TestFollowSurvivesLostConnection: when the server ends the connection Follow listens
+// on, Follow listens again on a new one and hints the head it reads then, so a follower
+// hears of the commits made meanwhile and after.
+func TestFollowSurvivesLostConnection(t *testing.T) {
+	dbURL := pgtest.MustDatabase(t)
+	db := pgtest.MustOpen(t, dbURL)
+	store := postgres.NewStore(db)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hints := store.Follow(ctx)
+	waitHint := func(want int64) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case h := <-hints:
+				if h >= want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no hint of head %d within 10 s", want)
+			}
+		}
+	}
+	waitHint(0) // listening
+	k := domain.StockKey{Warehouse: domain.WarehouseID(uuid.New()), Product: domain.ProductID(uuid.New())}
+	mustStoreOne := func() int64 {
+		t.Helper()
+		// A pooled connection killed below with Follow's may fail one call: try again.
+		var err error
+		for range 3 {
+			if _, err = store.Apply(ctx, []domain.Event{portstest.Supply(k.Warehouse, k.Product, 1)}); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h int64
+		for range 3 {
+			if h, err = store.Head(ctx); err == nil {
+				return h
+			}
+		}
+		t.Fatal(err)
+		return 0
+	}
+	waitHint(mustStoreOne())
+	var killed int
+	// Follow's connection is idle after reading the head (a pooled one that read it
+	// last goes too).
+	if err := db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'
+		AND query LIKE 'SELECT position FROM change_log_head%'`).Scan(&killed); err != nil || killed < 1 {
+		t.Fatalf("terminating the LISTEN connection: %d terminated, %v", killed, err)
+	}
+	missed := mustStoreOne() // committed while Follow may be reconnecting
+	waitHint(missed)
+	waitHint(mustStoreOne())
 }
