@@ -37,8 +37,15 @@ func streamServer(t *testing.T, store *memory.Store, sopts application.StreamOpt
 	return base, s
 }
 
-// openStream opens GET /api/stream at target with the headers given in pairs.
-func openStream(t *testing.T, url string, header ...string) *http.Response {
+// streamResponse is the answer to GET /api/stream: its body is closed when the test ends.
+type streamResponse struct {
+	StatusCode int
+	Header     http.Header
+	Body       io.ReadCloser
+}
+
+// openStream opens GET /api/stream at url with the headers given in pairs.
+func openStream(t *testing.T, url string, header ...string) streamResponse {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -47,12 +54,12 @@ func openStream(t *testing.T, url string, header ...string) *http.Response {
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := http.DefaultClient.Do(req) //nolint:bodyclose // closed at the end of the test, below
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = res.Body.Close() })
-	return res
+	return streamResponse{StatusCode: res.StatusCode, Header: res.Header, Body: res.Body}
 }
 
 // readEvents reads n events of r within 5 s.

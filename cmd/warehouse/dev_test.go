@@ -102,7 +102,7 @@ func TestDevMode(t *testing.T) {
 
 	// The change stream of that stock row, open from now: it must carry the posted event,
 	// and stay open until SIGTERM, which must not wait for it.
-	streamRes, err := http.Get(base + "/api/stream?warehouse_id=" + w + "&product_id=" + p)
+	streamRes, err := http.Get(base + "/api/stream?warehouse_id=" + w + "&product_id=" + p) //nolint:bodyclose // closed below, once it is known to be one
 	if err != nil || streamRes.StatusCode != http.StatusOK {
 		t.Fatalf("GET /api/stream: %v %v", streamRes, err)
 	}

@@ -117,14 +117,12 @@ func sameLeg(l *domain.Leg, e domain.Event) bool {
 func testChangesFrom(t *testing.T, s ports.Store) {
 	head := mustHead(t, s)
 	w, p := domain.WarehouseID(uuid.New()), domain.ProductID(uuid.New())
-	var batches [][]domain.Event
 	for range 3 {
 		var b []domain.Event
 		for range 5 {
 			b = append(b, Supply(w, p, 1))
 		}
 		mustApply(t, s, b...)
-		batches = append(batches, b)
 	}
 	all := mustChangesAfter(t, s, head, 1000)
 	if len(all) != 15 {

@@ -1,6 +1,7 @@
 package sse_test
 
 import (
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -23,13 +24,13 @@ func TestReader(t *testing.T) {
 			t.Fatalf("event %d = %+v, %v; want %+v", i, e, err, w)
 		}
 	}
-	if _, err := r.Next(); err != io.EOF {
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
 		t.Errorf("at the end: err = %v, want io.EOF", err)
 	}
 	if r.LastID() != "3" {
 		t.Errorf("LastID = %q, want 3", r.LastID())
 	}
-	if _, err := sse.NewReader(strings.NewReader("data: cut")).Next(); err == nil || err == io.EOF {
+	if _, err := sse.NewReader(strings.NewReader("data: cut")).Next(); err == nil || errors.Is(err, io.EOF) {
 		t.Errorf("a stream cut inside an event: err = %v, want an error", err)
 	}
 }
