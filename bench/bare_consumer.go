@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,6 +45,9 @@ type bareConsumer struct {
 	prefetch, batchSize          int
 	batchWait                    time.Duration
 	target                       int64
+
+	// onBatch, when set, is called with the rows stored so far after every batch.
+	onBatch func(stored int64)
 
 	stored atomic.Int64
 	doneAt time.Time // when stored reached target; read after run returns
@@ -124,7 +129,11 @@ func (b *bareConsumer) run(ctx context.Context, ready func()) error {
 		if err := ch.Ack(batch[len(batch)-1].DeliveryTag, true); err != nil {
 			return err
 		}
-		if b.stored.Add(int64(len(batch))) >= b.target {
+		n := b.stored.Add(int64(len(batch)))
+		if b.onBatch != nil {
+			b.onBatch(n)
+		}
+		if n >= b.target {
 			b.doneAt = time.Now()
 			// Hold the connections until the phase is measured: the CPU time of a
 			// PostgreSQL backend that has exited no longer shows in /proc.
@@ -216,4 +225,101 @@ func appendBareRow(args []any, body []byte) ([]any, error) {
 	}
 	return append(args, e.Source, e.ID, e.Data.MovementID, e.Data.Event, e.Data.WarehouseID, e.Data.ProductID,
 		e.Data.Quantity, e.Data.Timestamp, eventTime, attrs), nil
+}
+
+// Lines the bare consumer's process (--bare-consume) writes to stdout.
+const (
+	bareSubscribed = "bare consumer: subscribed"
+	bareStored     = "bare consumer: stored "
+)
+
+// BareConsume is the --bare-consume mode: the bare consumer as a process of its own, on
+// queue and the plain table of dbURL, until it has stored target rows and ctx ends. It
+// writes bareSubscribed once subscribed, and bareStored with the rows stored so far
+// after every batch.
+func BareConsume(ctx context.Context, o Options, queue, table string, target int64, stdout io.Writer) error {
+	o = o.withDefaults()
+	if queue == "" || table == "" || target < 1 {
+		return fmt.Errorf("%w: --bare-consume needs --bare-table and --bare-target", ErrUsage)
+	}
+	b := &bareConsumer{
+		amqpURL: o.AMQPURL, dbURL: o.DatabaseURL, queue: queue, table: pgx.Identifier{table}.Sanitize(),
+		prefetch: o.Prefetch, batchSize: o.BatchSize, batchWait: o.BatchWait, target: target,
+		onBatch: func(n int64) { fmt.Fprintf(stdout, "%s%d\n", bareStored, n) },
+	}
+	err := b.run(ctx, func() { fmt.Fprintln(stdout, bareSubscribed) })
+	if errors.Is(err, context.Canceled) && b.stored.Load() >= target {
+		return nil
+	}
+	return err
+}
+
+// bareChildIngest is bareIngest with the bare consumer as a process of its own.
+func (r *runner) bareChildIngest(ctx context.Context, phase, dbURL, table string, t amqpadapter.Topology, f *feed) (IngestResult, error) {
+	res := IngestResult{Events: len(r.stream.msgs)}
+	var stored atomic.Int64
+	subscribed := make(chan time.Time, 1)
+	tap := func(line []byte) {
+		if rest, ok := bytes.CutPrefix(line, []byte(bareStored)); ok {
+			if n, err := strconv.ParseInt(string(rest), 10, 64); err == nil {
+				stored.Store(n)
+			}
+		} else if bytes.Equal(line, []byte(bareSubscribed)) {
+			subscribed <- time.Now()
+		}
+	}
+	env := map[string]string{
+		"DATABASE_URL": dbURL, "AMQP_URL": r.o.AMQPURL, "AMQP_PREFETCH": strconv.Itoa(r.o.Prefetch),
+		"BATCH_SIZE": strconv.Itoa(r.o.BatchSize), "BATCH_WAIT": r.o.BatchWait.String(), "LOG_LEVEL": "warn",
+	}
+	c, err := r.spawn(ctx, "bare-consume-"+phase, env, "", tap, r.o.Self, "--bare-consume", t.Queue, "--bare-table", table,
+		"--bare-target", strconv.Itoa(len(r.stream.msgs)))
+	if err != nil {
+		return res, err
+	}
+	defer c.stop()
+	var ready time.Time
+	select {
+	case ready = <-subscribed:
+	case <-c.exited:
+		return res, c.alive()
+	case <-time.After(readyTimeout):
+		return res, errors.New("bare consumer did not subscribe in time")
+	}
+	var (
+		host0 hostCPU
+		proc0 procCPU
+		cpu0  float64
+	)
+	start := func() {
+		host0, _ = readHostCPU()
+		proc0 = readProcCPU()
+		cpu0, _ = c.cpuSeconds()
+	}
+	progress := func(context.Context) (int64, error) {
+		if err := c.alive(); err != nil {
+			return 0, err
+		}
+		return stored.Load(), nil
+	}
+	err = r.ingest(ctx, ready, &res, progress, f, start)
+	res.HostCPUBusy = host0.busySince()
+	res.setProcCPU(readProcCPU().since(proc0))
+	if cpu1, err := c.cpuSeconds(); err == nil {
+		res.CPUSeconds = cpu1 - cpu0
+	}
+	c.stop()
+	if err != nil {
+		return res, err
+	}
+	res.Verified = "not checked: incomplete"
+	if res.Complete {
+		res.Verified = "ok"
+		if n, err := countRows(ctx, dbURL, table); err != nil || n != len(r.stream.msgs) {
+			res.Verified = fmt.Sprintf("%d rows stored, want %d (%v)", n, len(r.stream.msgs), err)
+		}
+	}
+	r.log.Info("phase done", "phase", phase, "who", "bare (process)", "events_per_second", round(res.EventsPerSecond),
+		"seconds", round(res.Seconds), "complete", res.Complete, "verified", res.Verified)
+	return res, nil
 }

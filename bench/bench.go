@@ -141,6 +141,9 @@ type Options struct {
 	// Phases names the phases to run, in any order (they run in the order of AllPhases);
 	// empty runs them all. The reads need the drain (they read its database).
 	Phases []string
+	// PipelineVariants runs only the pipeline's variants (see pipeVariants), Rounds
+	// rounds, and prints their table; no report is written.
+	PipelineVariants bool
 	// ProfileDir, when set, receives CPU and heap profiles of the service children
 	// (through PPROF_ADDR on a local port). Profiling costs a few per cent of CPU.
 	ProfileDir string
@@ -288,6 +291,15 @@ func Run(ctx context.Context, o Options, stdout io.Writer) (*Report, error) {
 	r.log.Info("bench starting", "events", o.Events, "rounds", o.Rounds, "reads_duration", o.ReadsDuration,
 		"connections", o.Connections, "smoke", o.Smoke, "run", r.id, "logs", work)
 
+	if o.PipelineVariants {
+		err := r.variants(ctx, stdout)
+		r.cleanup(ctx)
+		if err != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("%w (logs kept in %s)", err, work)
+		}
+		_ = os.RemoveAll(work)
+		return nil, err
+	}
 	rep, runErr := r.run(ctx)
 	r.cleanup(ctx)
 	if runErr != nil && ctx.Err() == nil {
@@ -315,6 +327,7 @@ type runner struct {
 	work string // child logs and working directory
 
 	stream     *stream
+	streamPath string // the stream as JSON lines, once written (see streamFile)
 	databases  []string
 	topologies []amqpadapter.Topology
 	children   []*child
@@ -333,9 +346,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	// Ceiling, then service, round after round: a slow spell of the machine then weighs
 	// on both sides of a ratio rather than on one figure, and the median round is shown.
 	var (
-		drains, pipelines []Pair
-		readsDB           string
-		err               error
+		drains, pipelines, batches []Pair
+		readsDB                    string
+		err                        error
 	)
 	if r.o.runs(PhaseDrain) {
 		drainDBs := make([]string, 0, r.o.Rounds)
@@ -364,14 +377,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 
 	if r.o.runs(PhasePipeline) {
-		pipelines, err = phaseRounds("pipeline", "bare", r.o.Rounds,
-			func(i int) (IngestResult, error) { return r.barePipeline(ctx, i) },
-			func(i int) (IngestResult, error) { return r.servicePipeline(ctx, i) })
-		if err != nil {
+		if rep.Pipeline, rep.PipelineBatch, pipelines, batches, err = r.pipelinePhase(ctx); err != nil {
 			return nil, err
 		}
-		rep.Pipeline = medianPair(pipelines)
-		r.logRounds("pipeline", rep.Pipeline)
 	}
 
 	var (
@@ -396,6 +404,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	}
 	// The checks of old first, in their order, then those of the later phases.
 	rep.Checks = append(rep.Checks, checks(rep, drains, pipelines)...)
+	if r.o.runs(PhasePipeline) {
+		rep.Checks = append(rep.Checks, pipelineBatchChecks(rep.PipelineBatch, batches)...)
+	}
 	if r.o.runs(PhaseReads) {
 		rep.Checks = append(rep.Checks, historyChecks(rep.History)...)
 	}

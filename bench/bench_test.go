@@ -89,7 +89,8 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("stream: %d clients, drain %+v, %d deliveries", st.Clients, st.Drain.Rounds, len(st.Deliveries))
 	} else {
 		for i, d := range st.Deliveries {
-			if d.Complete != st.Clients || d.Samples != int64(st.Clients*bench.SmokeEvents) || d.P50Ms <= 0 || d.WithFirst != (i%2 == 1) {
+			// every stock event of every client's filter timed: half its changes
+			if d.Complete != st.Clients || d.Changes <= 0 || d.Samples != d.Changes/2 || d.P50Ms <= 0 || d.WithFirst != (i%2 == 1) {
 				t.Errorf("stream round %d: %+v", i+1, d)
 			}
 		}
@@ -118,6 +119,19 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s: round %d figures missing: %+v", p.name, i, rr)
 			}
 		}
+	}
+	// The pipeline's publishers are processes; the batch pipeline stands next to the
+	// single-event service pipeline of the same round.
+	for _, res := range []bench.IngestResult{got.Pipeline.Service, got.Pipeline.Ceiling, got.PipelineBatch.Service} {
+		if !strings.Contains(res.Publisher, "(a process)") || res.PublishSeconds <= 0 || len(res.Samples) == 0 ||
+			res.Samples[len(res.Samples)-1].Published != bench.SmokeEvents {
+			t.Errorf("pipeline: publisher %q, %.2f s, samples %+v: want a process, its time and every event published",
+				res.Publisher, res.PublishSeconds, res.Samples)
+		}
+	}
+	if b := got.PipelineBatch; b.PerMessage != 100 || len(b.Rounds) != 2 || b.Service.EventsPerSecond <= 0 ||
+		b.Rounds[b.Chosen].Ceiling != got.Pipeline.Rounds[b.Chosen].Service {
+		t.Errorf("pipeline, batch messages: %d per message, rounds %+v (single-event pipeline %+v)", b.PerMessage, b.Rounds, got.Pipeline.Rounds)
 	}
 	// PostgreSQL and RabbitMQ may run on another machine, where /proc does not see them.
 	t.Logf("drain CPU seconds: service %.2f, PostgreSQL %.2f, RabbitMQ %.2f",
@@ -155,6 +169,10 @@ func TestSmoke(t *testing.T) {
 			wants = append(wants, fmt.Sprintf("%.2f", rr.Ratio))
 		}
 		wants = append(wants, fmt.Sprintf("| %s (round %d of %d) | service |", p.name, p.pair.Chosen+1, len(p.pair.Rounds)))
+		if p.name == "pipeline" {
+			b := got.PipelineBatch
+			wants = append(wants, fmt.Sprintf("| pipeline, %d events per message (round %d of %d) | service |", b.PerMessage, b.Chosen+1, len(b.Rounds)))
+		}
 		if cpu := p.pair.Service.CPUSeconds; cpu > 0 {
 			wants = append(wants, fmt.Sprintf("%.2f", cpu))
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"path/filepath"
 
 	"gonum.org/v1/plot"
@@ -18,18 +19,21 @@ const rateWindow = 1.0
 func writeCharts(rep *Report, dir string) error {
 	if rep.ran(PhaseDrain) {
 		if err := rateChart(filepath.Join(dir, "drain.svg"), "Drain: prefilled queue → committed", []series{
-			{"service (warehouse consume)", rep.Drain.Service.Samples, false},
-			{"ceiling (bare consumer)", rep.Drain.Ceiling.Samples, false},
+			{"service (warehouse consume)", rep.Drain.Service.Samples, false, 0},
+			{"ceiling (bare consumer)", rep.Drain.Ceiling.Samples, false, 1},
 		}); err != nil {
 			return err
 		}
 	}
 	if rep.ran(PhasePipeline) {
-		if err := rateChart(filepath.Join(dir, "pipeline.svg"), "Pipeline: published → committed", []series{
-			{"service: committed", rep.Pipeline.Service.Samples, false},
-			{"ceiling: committed", rep.Pipeline.Ceiling.Samples, false},
-			{"service: published (confirmed)", rep.Pipeline.Service.Samples, true},
-			{"ceiling: published (confirmed)", rep.Pipeline.Ceiling.Samples, true},
+		batch := fmt.Sprintf("%d events per message", rep.PipelineBatch.PerMessage)
+		if err := rateChart(filepath.Join(dir, "pipeline.svg"), "Pipeline: published by a process → committed", []series{
+			{"service: committed", rep.Pipeline.Service.Samples, false, 0},
+			{"ceiling: committed", rep.Pipeline.Ceiling.Samples, false, 1},
+			{batch + ": committed", rep.PipelineBatch.Service.Samples, false, 2},
+			{"service: published (queued or committed)", rep.Pipeline.Service.Samples, true, 0},
+			{"ceiling: published (queued or committed)", rep.Pipeline.Ceiling.Samples, true, 1},
+			{batch + ": published (queued or committed)", rep.PipelineBatch.Service.Samples, true, 2},
 		}); err != nil {
 			return err
 		}
@@ -44,6 +48,7 @@ type series struct {
 	name      string
 	samples   []Sample
 	published bool // plot the published count instead of the committed one
+	color     int  // of plotutil's palette: a run's committed and published curves share one
 }
 
 // rates turns cumulative samples into events/s over the last rateWindow seconds.
@@ -78,7 +83,7 @@ func rateChart(file, title string, ss []series) error {
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
 	top := 0.0
-	for i, s := range ss {
+	for _, s := range ss {
 		xys := rates(s.samples, s.published)
 		if len(xys) == 0 {
 			continue
@@ -90,7 +95,7 @@ func rateChart(file, title string, ss []series) error {
 		if err != nil {
 			return err
 		}
-		l.Color = plotutil.Color(i % 2)
+		l.Color = plotutil.Color(s.color)
 		l.Width = vg.Points(1.5)
 		if s.published {
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}

@@ -39,6 +39,13 @@ type child struct {
 // where its HTTP server listens. When ctx ends the child gets SIGTERM, and SIGKILL
 // stopTimeout later.
 func (r *runner) startChild(ctx context.Context, name string, env map[string]string, addr, bin string, args ...string) (*child, error) {
+	return r.spawn(ctx, name, env, addr, nil, bin, args...)
+}
+
+// spawn is startChild, with each line the child writes (stdout or stderr) also handed to
+// tap, when set, as it comes: how the benchmark follows a child that serves no HTTP (a
+// publisher). tap runs on the goroutine copying the child's output, one line at a time.
+func (r *runner) spawn(ctx context.Context, name string, env map[string]string, addr string, tap func(line []byte), bin string, args ...string) (*child, error) {
 	logPath := filepath.Join(r.work, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -64,6 +71,11 @@ func (r *runner) startChild(ctx context.Context, name string, env map[string]str
 		c.cmd.Env = append(c.cmd.Env, k+"="+env[k])
 	}
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	if tap != nil {
+		// one writer for both: exec then calls it from one goroutine at a time
+		w := &lineTap{w: logf, tap: tap}
+		c.cmd.Stdout, c.cmd.Stderr = w, w
+	}
 	dieWithParent(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -76,6 +88,42 @@ func (r *runner) startChild(ctx context.Context, name string, env map[string]str
 		close(c.exited)
 	}()
 	return c, nil
+}
+
+// lineTap writes through to w and hands every complete line to tap (without its
+// newline). A line longer than maxTapLine is no line the benchmark waits for: it is
+// skipped.
+type lineTap struct {
+	w       io.Writer
+	tap     func(line []byte)
+	partial []byte
+	skip    bool // the current line grew past maxTapLine
+}
+
+// maxTapLine bounds the unfinished line a lineTap keeps.
+const maxTapLine = 64 << 10
+
+func (t *lineTap) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	rest := p
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		if !t.skip {
+			t.tap(append(t.partial, rest[:i]...))
+		}
+		t.partial, t.skip = t.partial[:0], false
+		rest = rest[i+1:]
+	}
+	if !t.skip && len(t.partial)+len(rest) > maxTapLine {
+		t.partial, t.skip = t.partial[:0], true
+	}
+	if !t.skip {
+		t.partial = append(t.partial, rest...)
+	}
+	return n, err
 }
 
 // serviceEnv is the configuration of a child: its own database and topology, the same

@@ -18,9 +18,10 @@ var ErrUsage = errors.New("bad command line")
 const usage = `Usage: warehouse-bench [flags]
 
 Measures the service against this machine's own limits, in one run: draining a prefilled
-queue, publisher and consumer together, and point reads cached and uncached, each next to
-its ceiling (a bare consumer, a bare pipeline, a bare Fiber handler, raw pgx reads), plus
-the peak RSS of the service processes; HTTP ingest (POST /api/events) next to the AMQP
+queue, a publisher process and the consumer together (single events, and batch messages
+next to them), and point reads cached and uncached, each next to its ceiling (a bare
+consumer, a bare pipeline, a bare Fiber handler, raw pgx reads), plus the peak RSS of
+the service processes; HTTP ingest (POST /api/events) next to the AMQP
 publisher; and a drain with and without change stream clients (GET /api/stream), with
 their latency from commit to client. It runs the warehouse binary's consume and serve
 commands (--warehouse) against databases and queues of its own (removed at the end), prints
@@ -30,6 +31,13 @@ apply to the service and the bare consumer alike. make bench builds both binarie
 
 Flags:
 `
+
+// bareFlags are the internal flags of the bare pipeline's processes.
+type bareFlags struct {
+	publish, exchange, consume, table string
+	window                            int
+	target                            int64
+}
 
 // Main is the benchmark command (cmd/warehouse-bench) with its arguments. o holds the
 // settings the environment gives (DatabaseURL, AMQPURL, BatchSize, BatchWait, Prefetch,
@@ -61,8 +69,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 	fs.StringVar(&phases, "phases", "", "run only these phases, comma-separated ("+strings.Join(AllPhases, ", ")+
 		"; reads needs drain); the report then holds only theirs, and goes to a temporary directory unless --out is given")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of the service processes to this directory")
+	fs.BoolVar(&o.PipelineVariants, "pipeline-variants", false, "run only the pipeline, every way it can be run (publisher in this process or its own, chunked or windowed confirms, batch messages), --rounds times, and print what each costs")
 	var bareAddr string
 	fs.StringVar(&bareAddr, "bare-server", "", "internal: serve the bare Fiber ceiling of the read phase on this address over DATABASE_URL (the benchmark runs it as a child)")
+	var bare bareFlags
+	fs.StringVar(&bare.publish, "bare-publish", "", "internal: publish this JSON-lines file to --bare-exchange on AMQP_URL, the pipeline ceiling's publisher (the benchmark runs it as a child)")
+	fs.StringVar(&bare.exchange, "bare-exchange", "", "internal: the exchange of --bare-publish")
+	fs.IntVar(&bare.window, "bare-window", publishWindow, "internal: the confirms in flight of --bare-publish")
+	fs.StringVar(&bare.consume, "bare-consume", "", "internal: run the bare consumer on this queue into --bare-table of DATABASE_URL until --bare-target rows are stored")
+	fs.StringVar(&bare.table, "bare-table", "", "internal: the table of --bare-consume")
+	fs.Int64Var(&bare.target, "bare-target", 0, "internal: the rows --bare-consume stores")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -74,6 +90,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, o Option
 	}
 	if bareAddr != "" {
 		return ServeBare(ctx, bareAddr, o.DatabaseURL)
+	}
+	if bare.publish != "" {
+		return BarePublish(ctx, o.AMQPURL, bare.publish, bare.exchange, bare.window, stdout)
+	}
+	if bare.consume != "" {
+		return BareConsume(ctx, o, bare.consume, bare.table, bare.target, stdout)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

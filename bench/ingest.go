@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +20,13 @@ type IngestResult struct {
 	// (pipeline) to the poll that saw the last event committed.
 	Seconds         float64 `json:"seconds"`
 	EventsPerSecond float64 `json:"events_per_second"`
-	// PublishSeconds (pipeline) runs until the publisher had every confirm.
+	// PublishSeconds (pipeline) runs until the publisher had every confirm (a publisher
+	// process: until it exited, having had them).
 	PublishSeconds float64 `json:"publish_seconds,omitempty"`
+	// Publisher (pipeline) says what published; PublisherCPUSeconds is its process's CPU
+	// time from its first publish to its exit.
+	Publisher           string  `json:"publisher,omitempty"`
+	PublisherCPUSeconds float64 `json:"publisher_cpu_seconds,omitempty"`
 	// StartupSeconds (service) runs from starting the process to /readyz answering 200.
 	StartupSeconds float64 `json:"startup_seconds,omitempty"`
 	PeakRSSBytes   int64   `json:"peak_rss_bytes,omitempty"`
@@ -46,15 +51,29 @@ type IngestResult struct {
 	Samples  []Sample `json:"samples"`
 }
 
-// Sample is one point of the chart: committed and published events at T seconds.
+// Sample is one point of the chart: committed and published events at T seconds. In the
+// pipeline, whose publisher is a process of its own, published is the most of the events
+// committed or ready in the queue and those its last progress line said confirmed.
 type Sample struct {
 	T         float64 `json:"t"`
 	Committed int64   `json:"committed"`
 	Published int64   `json:"published"`
 }
 
-// publishFunc publishes the stream while a consumer runs, counting confirms.
-type publishFunc func(ctx context.Context, confirmed *atomic.Int64) error
+// feed publishes the stream into the queue of a running consumer (the pipeline phase).
+type feed struct {
+	// run publishes the whole stream and returns once the publisher is done: every
+	// message confirmed, or its process exited having had every confirm. It calls
+	// started once, just before the first message goes out: the clock starts then.
+	run func(ctx context.Context, started func()) error
+	// published returns the events published so far, given those committed (see Sample).
+	published func(committed int64) int64
+	// cpuSeconds, when set, returns the publisher process's CPU time from started to its
+	// exit; it is read once run has returned.
+	cpuSeconds func() float64
+	// what describes the publisher, for the report.
+	what string
+}
 
 // profileSeconds is the CPU profile taken of a service child during an ingest phase.
 func (r *runner) profileSeconds() int {
@@ -64,8 +83,8 @@ func (r *runner) profileSeconds() int {
 	return 5
 }
 
-// serviceDrain, servicePipeline, bareDrain and barePipeline measure round i (0-based) of
-// their phase, on a database or table, a topology and a child of the round's own.
+// serviceDrain and bareDrain measure round i (0-based) of the drain, on a database or
+// table, a topology and a child of the round's own (the pipeline's: see pipeline.go).
 
 func (r *runner) serviceDrain(ctx context.Context, i int) (IngestResult, string, error) {
 	dbURL, err := r.createDatabase(ctx, "drain"+roundSuffix(i, "_"), true)
@@ -82,21 +101,6 @@ func (r *runner) serviceDrain(ctx context.Context, i int) (IngestResult, string,
 	r.checkpoint(ctx)
 	res, err := r.serviceIngest(ctx, "drain"+roundSuffix(i, "-"), dbURL, t, nil)
 	return res, dbURL, err
-}
-
-func (r *runner) servicePipeline(ctx context.Context, i int) (IngestResult, error) {
-	dbURL, err := r.createDatabase(ctx, "pipeline"+roundSuffix(i, "_"), true)
-	if err != nil {
-		return IngestResult{}, err
-	}
-	t, err := r.declare("pipeline" + roundSuffix(i, "-"))
-	if err != nil {
-		return IngestResult{}, err
-	}
-	r.checkpoint(ctx)
-	return r.serviceIngest(ctx, "pipeline"+roundSuffix(i, "-"), dbURL, t, func(ctx context.Context, c *atomic.Int64) error {
-		return r.publishProject(ctx, t.Exchange, r.stream.project, c)
-	})
 }
 
 func (r *runner) bareDrain(ctx context.Context, i int) (IngestResult, error) {
@@ -116,22 +120,6 @@ func (r *runner) bareDrain(ctx context.Context, i int) (IngestResult, error) {
 	return r.bareIngest(ctx, "drain"+roundSuffix(i, "-"), dbURL, table, t, nil)
 }
 
-func (r *runner) barePipeline(ctx context.Context, i int) (IngestResult, error) {
-	table := "bare_pipeline" + roundSuffix(i, "_")
-	dbURL, err := r.bareTable(ctx, table)
-	if err != nil {
-		return IngestResult{}, err
-	}
-	t, err := r.declare("bare-pipeline" + roundSuffix(i, "-"))
-	if err != nil {
-		return IngestResult{}, err
-	}
-	r.checkpoint(ctx)
-	return r.bareIngest(ctx, "pipeline"+roundSuffix(i, "-"), dbURL, table, t, func(ctx context.Context, c *atomic.Int64) error {
-		return r.publishBare(ctx, t.Exchange, r.stream.msgs, c)
-	})
-}
-
 // bareTable creates the plain table in the run's bare database (created on first use),
 // shared by every bare phase and round.
 func (r *runner) bareTable(ctx context.Context, table string) (string, error) {
@@ -149,18 +137,24 @@ func (r *runner) bareTable(ctx context.Context, table string) (string, error) {
 }
 
 // serviceIngest runs `warehouse consume` on t and dbURL until it has committed the
-// stream (already in the queue, or published by publish once it is ready). phase, with
+// stream (already in the queue, or published by f once it is ready). phase, with
 // its round, names the child's log and profiles.
-func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpadapter.Topology, publish publishFunc) (IngestResult, error) {
+func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpadapter.Topology, f *feed) (IngestResult, error) {
+	return r.serviceIngestEnv(ctx, phase, dbURL, t, f, nil)
+}
+
+// serviceIngestEnv is serviceIngest with env over the child's environment.
+func (r *runner) serviceIngestEnv(ctx context.Context, phase, dbURL string, t amqpadapter.Topology, f *feed, env map[string]string) (IngestResult, error) {
 	res := IngestResult{Events: len(r.stream.msgs)}
 	addr, err := freeAddr(ctx)
 	if err != nil {
 		return res, err
 	}
-	env := r.serviceEnv(dbURL, t)
-	env["CONSUMER_HTTP_ADDR"] = addr
+	childEnv := r.serviceEnv(dbURL, t)
+	maps.Copy(childEnv, env)
+	childEnv["CONSUMER_HTTP_ADDR"] = addr
 	spawn := time.Now()
-	c, err := r.startChild(ctx, "consume-"+phase, env, addr, r.o.Binary, "consume")
+	c, err := r.startChild(ctx, "consume-"+phase, childEnv, addr, r.o.Binary, "consume")
 	if err != nil {
 		return res, err
 	}
@@ -168,12 +162,20 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 	if err := c.waitReady(ctx, readyTimeout); err != nil {
 		return res, err
 	}
-	t0 := time.Now()
-	res.StartupSeconds = t0.Sub(spawn).Seconds()
-	cpu0, _ := c.cpuSeconds()
-	host0, _ := readHostCPU()
-	proc0 := readProcCPU()
-	profiled := r.profile(ctx, c, phase+"-consume", r.profileSeconds())
+	ready := time.Now()
+	res.StartupSeconds = ready.Sub(spawn).Seconds()
+	var (
+		cpu0     float64
+		host0    hostCPU
+		proc0    procCPU
+		profiled = func() {}
+	)
+	start := func() {
+		cpu0, _ = c.cpuSeconds()
+		host0, _ = readHostCPU()
+		proc0 = readProcCPU()
+		profiled = r.profile(ctx, c, phase+"-consume", r.profileSeconds())
+	}
 
 	progress := func(ctx context.Context) (int64, error) {
 		if err := c.alive(); err != nil {
@@ -185,7 +187,7 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 		}
 		return int64(m["movements_stored_total"] + m["movements_duplicates_total"] + m["movements_rejected_total"]), nil
 	}
-	if err := r.ingest(ctx, t0, &res, progress, publish); err != nil {
+	if err := r.ingest(ctx, ready, &res, progress, f, start); err != nil {
 		return res, err
 	}
 	res.HostCPUBusy = host0.busySince()
@@ -222,8 +224,9 @@ func (r *runner) serviceIngest(ctx context.Context, phase, dbURL string, t amqpa
 	return res, nil
 }
 
-// bareIngest runs the bare consumer on t and table until it has stored the stream.
-func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t amqpadapter.Topology, publish publishFunc) (IngestResult, error) {
+// bareIngest runs the bare consumer on t and table until it has stored the stream
+// (already in the queue, or published by f once it is subscribed).
+func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t amqpadapter.Topology, f *feed) (IngestResult, error) {
 	res := IngestResult{Events: len(r.stream.msgs)}
 	b := &bareConsumer{
 		amqpURL: r.o.AMQPURL, dbURL: dbURL, queue: t.Queue, table: pgx.Identifier{table}.Sanitize(),
@@ -238,16 +241,22 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 		defer close(done)
 		runErr = b.run(cctx, func() { ready <- time.Now() })
 	}()
-	var t0 time.Time
+	var subscribed time.Time
 	select {
-	case t0 = <-ready:
+	case subscribed = <-ready:
 	case <-done:
 		return res, runErr
 	case <-time.After(readyTimeout):
 		return res, errors.New("bare consumer did not subscribe in time")
 	}
-	host0, _ := readHostCPU()
-	proc0 := readProcCPU()
+	var (
+		host0 hostCPU
+		proc0 procCPU
+	)
+	start := func() {
+		host0, _ = readHostCPU()
+		proc0 = readProcCPU()
+	}
 	progress := func(context.Context) (int64, error) {
 		select {
 		case <-done:
@@ -258,7 +267,7 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 		}
 		return b.stored.Load(), nil
 	}
-	err := r.ingest(ctx, t0, &res, progress, publish)
+	err := r.ingest(ctx, subscribed, &res, progress, f, start)
 	res.HostCPUBusy = host0.busySince()
 	res.setProcCPU(readProcCPU().since(proc0))
 	cancel()
@@ -278,28 +287,55 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 	return res, nil
 }
 
-// ingest starts publish (if any) at t0 and polls progress every sampleEvery (every
-// pollEvery near the predicted end) until the whole stream is committed or the phase
-// times out, recording a sample at each sampleEvery. The bare and the service runs are
-// timed by the same poll.
-func (r *runner) ingest(ctx context.Context, t0 time.Time, res *IngestResult, progress func(context.Context) (int64, error), publish publishFunc) error {
+// ingest polls progress every sampleEvery (every pollEvery near the predicted end) until
+// the whole stream is committed or the phase times out, recording a sample at each
+// sampleEvery. Without a feed the clock starts at ready (the consumer is subscribed to
+// a prefilled queue); with one, f starts at ready and the clock at its first publish.
+// start is called as the clock starts. The bare and the service runs are timed by the
+// same poll.
+func (r *runner) ingest(ctx context.Context, ready time.Time, res *IngestResult, progress func(context.Context) (int64, error), f *feed, start func()) error {
 	target := int64(len(r.stream.msgs))
-	var published atomic.Int64
+	published := func(int64) int64 { return target }
 	pctx, cancelPublish := context.WithCancel(ctx)
 	defer cancelPublish()
 	pubDone := make(chan struct{})
 	var pubErr error
 	var pubEnd time.Time
-	if publish == nil {
-		published.Store(target)
+	t0 := ready
+	if f == nil {
 		close(pubDone)
 	} else {
+		published = f.published
+		res.Publisher = f.what
+		startedAt := make(chan time.Time, 1)
 		go func() {
 			defer close(pubDone)
-			pubErr = publish(pctx, &published)
+			pubErr = f.run(pctx, func() { startedAt <- time.Now() })
 			pubEnd = time.Now()
 		}()
+		// a publisher reads its whole file before it starts: a second per 20,000 events more
+		timeout := time.NewTimer(readyTimeout + time.Duration(target/20_000)*time.Second)
+		select {
+		case t0 = <-startedAt:
+			timeout.Stop()
+		case <-pubDone:
+			timeout.Stop()
+			if pubErr == nil {
+				pubErr = errors.New("the publisher ended before it started")
+			}
+			return fmt.Errorf("publish: %w", pubErr)
+		case <-timeout.C:
+			cancelPublish()
+			<-pubDone
+			return errors.New("publish: the publisher did not start in time")
+		case <-ctx.Done():
+			timeout.Stop()
+			cancelPublish()
+			<-pubDone
+			return ctx.Err()
+		}
 	}
+	start()
 
 	deadline := t0.Add(r.o.ingestTimeout())
 	next := t0
@@ -316,7 +352,7 @@ func (r *runner) ingest(ctx context.Context, t0 time.Time, res *IngestResult, pr
 		}
 		committed = n
 		if !now.Before(next) || n >= target {
-			res.Samples = append(res.Samples, Sample{T: now.Sub(t0).Seconds(), Committed: n, Published: published.Load()})
+			res.Samples = append(res.Samples, Sample{T: now.Sub(t0).Seconds(), Committed: n, Published: published(n)})
 			for !next.After(now) {
 				next = next.Add(sampleEvery)
 			}
@@ -369,8 +405,11 @@ func (r *runner) ingest(ctx context.Context, t0 time.Time, res *IngestResult, pr
 	if res.Seconds > 0 {
 		res.EventsPerSecond = float64(committed) / res.Seconds
 	}
-	if publish != nil && !pubEnd.IsZero() {
+	if f != nil && !pubEnd.IsZero() {
 		res.PublishSeconds = pubEnd.Sub(t0).Seconds()
+		if f.cpuSeconds != nil {
+			res.PublisherCPUSeconds = f.cpuSeconds()
+		}
 	}
 	return nil
 }

@@ -22,6 +22,15 @@ func (r *runner) publishBare(ctx context.Context, exchange string, msgs []messag
 		return err
 	}
 	defer conn.Close()
+	return publishWindowed(ctx, conn, exchange, msgs, publishWindow, nil, confirmed)
+}
+
+// publishWindowed publishes msgs to exchange in order on a new confirm-mode channel of
+// conn, keeping window confirms in flight; started, when set, is called just before
+// the first publish. confirmed counts the confirms received. It returns once every
+// message is confirmed.
+func publishWindowed(ctx context.Context, conn *amqp091.Connection, exchange string, msgs []message, window int,
+	started func(), confirmed *atomic.Int64) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -54,8 +63,11 @@ func (r *runner) publishBare(ctx context.Context, exchange string, msgs []messag
 			return fmt.Errorf("no confirm for %s", confirmStall)
 		}
 	}
+	if started != nil {
+		started()
+	}
 	for _, m := range msgs {
-		for inflight >= publishWindow {
+		for inflight >= window {
 			if err := wait(); err != nil {
 				return err
 			}

@@ -46,6 +46,9 @@ type Report struct {
 	HTTPIngest HTTPIngestResult `json:"http_ingest"`
 	// Stream is the drain with and without change stream clients, and their latency.
 	Stream StreamResult `json:"stream"`
+
+	// PipelineBatch is the pipeline fed batch messages, next to Pipeline's service.
+	PipelineBatch BatchPipeline `json:"pipeline_batch"`
 }
 
 // Machine describes where the run happened.
@@ -237,7 +240,8 @@ func (rep *Report) build() {
 		ingest("drain", "prefilled queue → committed", rep.Drain, targetDrain)
 	}
 	if rep.ran(PhasePipeline) {
-		ingest("pipeline", "published → committed", rep.Pipeline, targetPipeline)
+		ingest("pipeline", "published by a process → committed", rep.Pipeline, targetPipeline)
+		rep.pipelineBatchRow()
 	}
 	if rep.ran(PhaseHTTPIngest) {
 		rep.httpIngestRows()
@@ -296,6 +300,7 @@ func (rep *Report) build() {
 	}
 	if rep.ran(PhasePipeline) {
 		rss("consume, pipeline", rep.Pipeline.Service.PeakRSSBytes, 0)
+		rss(fmt.Sprintf("consume, pipeline, %d events per message", rep.PipelineBatch.PerMessage), rep.PipelineBatch.Service.PeakRSSBytes, 0)
 	}
 	if rep.ran(PhaseReads) {
 		rss("serve, cached reads", rep.Reads.CachedPeakRSSBytes, targetAPIMiB)
@@ -470,19 +475,21 @@ func (rep *Report) markdown() string {
 	if rep.ran(PhasePipeline) {
 		add(pipeline, "service", rep.Pipeline.Service)
 		add(pipeline, "bare pipeline", rep.Pipeline.Ceiling)
+		add(fmt.Sprintf("pipeline, %d events per message%s", rep.PipelineBatch.PerMessage, shownRound(rep.PipelineBatch.Pair)),
+			"service", rep.PipelineBatch.Service)
 	}
 	if rep.ran(PhaseStream) {
 		add(stream, fmt.Sprintf("service, %d stream clients", rep.Stream.Clients), rep.Stream.Drain.Service)
 		add(stream, "service, no stream clients", rep.Stream.Drain.Ceiling)
 	}
 	if len(ingests) > 0 {
-		b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| phase | who | events | seconds | events/s | startup s | service CPU s | publisher CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy | mean batch | mean batch ms | peak RSS |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	}
 	for _, p := range ingests {
 		r := p.res
-		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
-			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2),
+		fmt.Fprintf(&b, "| %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %.0f%% | %s | %s | %s |\n", p.phase, p.who, group(int64(r.Events)),
+			r.Seconds, group(int64(r.EventsPerSecond+0.5)), opt(r.StartupSeconds, 2), opt(r.CPUSeconds, 2), opt(r.PublisherCPUSeconds, 2),
 			opt(r.PostgresCPUSeconds, 2), opt(r.BrokerCPUSeconds, 2), 100*r.HostCPUBusy,
 			opt(r.MeanBatchSize, 0), opt(r.MeanBatchMillis, 1), mib(r.PeakRSSBytes))
 	}
@@ -498,7 +505,11 @@ func (rep *Report) markdown() string {
 
 	b.WriteString(strings.NewReplacer("{rounds}", roundsSetting(s.Rounds), "{late}", lateRoundsSetting(rep),
 		"{batch}", strconv.Itoa(httpIngestBatch), "{conns}", strconv.Itoa(s.Connections),
-		"{clients}", strconv.Itoa(s.StreamClients), "{filter}", streamFilterNote(s.StreamFilter)).Replace(methodNotes))
+		"{clients}", strconv.Itoa(s.StreamClients), "{filter}", streamFilterNote(s.StreamFilter),
+		"{pipeline}", pipelineNote(s)).Replace(methodNotes))
+	if rep.ran(PhasePipeline) {
+		b.WriteString(pipelineVariantNotes)
+	}
 	return b.String()
 }
 
@@ -546,14 +557,11 @@ const methodNotes = `
   per-consumer prefetch, batch size and wait, and the same ack mode (one multiple ack after the commit); it decodes
   with ` + "`encoding/json`" + ` and stores each batch with one multi-row ` + "`INSERT`" + ` into a plain table with the events'
   columns and no key, constraint, index, movement or stock: no rule at all. Timed by the same poll.
-- **Pipeline.** The consumer runs first; the clock starts with the first publish and stops when every event is
-  committed. The service's side publishes with the project's ` + "`amqp.Publisher`" + ` (what ` + "`warehouse produce`" + ` uses:
-  rounds of 1024, each confirmed before the next, so the stream stays in order). **Ceiling:** a bare amqp091
-  publisher keeping 1024 confirms in flight, with the bare consumer.
+{pipeline}
 - **Rounds.** A single run of a phase swings by over ten per cent on a shared machine, so every phase runs
   in rounds: every drain round, then every pipeline round, each round measuring the ceiling and then the
-  service, on queues, tables and databases of its own; then the reads, where each round measures, route by
-  route, the ceiling and then the service. This run: {rounds}. Each row, its details and its chart show the
+  service (in the pipeline, then the service fed batch messages too), on queues, tables and databases of its
+  own; then the reads, where each round measures, route by route, the ceiling and then the service. This run: {rounds}. Each row, its details and its chart show the
   one round whose ratio service / ceiling is the median (the lower middle of an even count), so that all the
   figures of a row come from the same round; the note lists every round's ratio in round order, and
   ` + "`results.json`" + ` every round's events/s or requests/s (` + "`rounds`" + `, and ` + "`chosen_round`" + ` counted from 0).

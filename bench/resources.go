@@ -51,8 +51,11 @@ func (r *runner) adminURL() (string, error) {
 
 // dialBroker opens a connection of the benchmark's own (declarations, deletions, bare
 // clients); its errors never echo the URL.
-func (r *runner) dialBroker() (*amqp091.Connection, error) {
-	node, err := amqpadapter.PickNode(r.o.AMQPURL) // one node of a cluster's list, as the service picks
+func (r *runner) dialBroker() (*amqp091.Connection, error) { return dialBroker(r.o.AMQPURL) }
+
+// dialBroker connects to one node of amqpURL; its errors never echo the URL.
+func dialBroker(amqpURL string) (*amqp091.Connection, error) {
+	node, err := amqpadapter.PickNode(amqpURL) // one node of a cluster's list, as the service picks
 	if err != nil {
 		return nil, fmt.Errorf("AMQP_URL: %w", err)
 	}
