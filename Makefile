@@ -75,7 +75,7 @@ PRODUCE_FLAGS ?= --count 100000
 produce: build
 	./$(BIN) produce $(PRODUCE_FLAGS)
 
-## bench: the benchmark of docs/benchmarks (about 6–7 minutes; needs a quiet machine); it
+## bench: the benchmark of docs/benchmarks (about 10–11 minutes; needs a quiet machine); it
 ## measures the consume and serve commands of $(BIN). BENCH_FLAGS: see bin/warehouse-bench --help
 bench: build build-bench
 	./$(BENCH_BIN) --warehouse $(BIN) $(BENCH_FLAGS)
