@@ -312,13 +312,7 @@ func (r *runner) bareChildIngest(ctx context.Context, phase, dbURL, table string
 	if err != nil {
 		return res, err
 	}
-	res.Verified = "not checked: incomplete"
-	if res.Complete {
-		res.Verified = "ok"
-		if n, err := countRows(ctx, dbURL, table); err != nil || n != len(r.stream.msgs) {
-			res.Verified = fmt.Sprintf("%d rows stored, want %d (%v)", n, len(r.stream.msgs), err)
-		}
-	}
+	res.Verified = r.verifyBare(ctx, res.Complete, dbURL, table)
 	r.log.Info("phase done", "phase", phase, "who", "bare (process)", "events_per_second", round(res.EventsPerSecond),
 		"seconds", round(res.Seconds), "complete", res.Complete, "verified", res.Verified)
 	return res, nil
