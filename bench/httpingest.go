@@ -15,6 +15,8 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"github.com/valyala/fasthttp"
+
+	amqpadapter "warehouse/adapters/amqp"
 )
 
 // The HTTP ingest phase: `warehouse serve` with INGEST_TOKEN takes the stream as
@@ -126,19 +128,11 @@ func batchBodies(msgs []message, n int) []ingestBatch {
 	var out []ingestBatch
 	for len(msgs) > 0 {
 		k := min(n, len(msgs))
-		size := 2
-		for _, m := range msgs[:k] {
-			size += len(m.body) + 1
-		}
-		b := make([]byte, 0, size)
-		b = append(b, '[')
+		bodies := make([][]byte, k)
 		for i, m := range msgs[:k] {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, m.body...)
+			bodies[i] = m.body
 		}
-		out = append(out, ingestBatch{body: append(b, ']'), events: k})
+		out = append(out, ingestBatch{body: amqpadapter.JoinBatch(bodies...), events: k})
 		msgs = msgs[k:]
 	}
 	return out
@@ -379,7 +373,7 @@ func (p poster) all(ctx context.Context, batches []ingestBatch, conns int) postO
 			defer fasthttp.ReleaseResponse(resp)
 			req.Header.SetMethod(fasthttp.MethodPost)
 			req.SetRequestURI(p.url)
-			req.Header.SetContentType(mimeCloudEventsBatch)
+			req.Header.SetContentType(amqpadapter.BatchContentType)
 			req.Header.Set(fasthttp.HeaderAuthorization, p.auth)
 			var (
 				lats                        []time.Duration
@@ -439,9 +433,6 @@ func (p poster) all(ctx context.Context, batches []ingestBatch, conns int) postO
 	}
 	return out
 }
-
-// mimeCloudEventsBatch is the content type of a CloudEvents batch over HTTP.
-const mimeCloudEventsBatch = "application/cloudevents-batch+json"
 
 // httpIngestRows adds the phase's row: HTTP ingest's events/s next to the AMQP
 // publisher's (in the ceiling column), with no target.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	amqpadapter "warehouse/adapters/amqp"
 )
 
 func TestBatchBodies(t *testing.T) {
@@ -49,7 +51,7 @@ func TestPosterAll(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		switch {
-		case r.Header.Get("Authorization") != "Bearer secret" || r.Header.Get("Content-Type") != mimeCloudEventsBatch:
+		case r.Header.Get("Authorization") != "Bearer secret" || r.Header.Get("Content-Type") != amqpadapter.BatchContentType:
 			http.Error(w, "refused", http.StatusUnauthorized)
 		case strings.Contains(string(body), "bad"):
 			http.Error(w, "invalid", http.StatusBadRequest)

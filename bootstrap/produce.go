@@ -669,10 +669,9 @@ func (p *producer) perMessage(msgs []amqpadapter.Message) []amqpadapter.Message 
 		for i, m := range group {
 			bodies[i] = m.Body
 		}
-		body := append(append([]byte{'['}, bytes.Join(bodies, []byte{','})...), ']')
 		out = append(out, amqpadapter.Message{RoutingKey: "movement.batch", Publishing: amqp091.Publishing{
 			MessageId: group[0].MessageId, AppId: group[0].AppId, Timestamp: group[0].Timestamp,
-			ContentType: amqpadapter.BatchContentType, Body: body,
+			ContentType: amqpadapter.BatchContentType, Body: amqpadapter.JoinBatch(bodies...),
 		}})
 	}
 	return out

@@ -78,15 +78,29 @@ func invalidBatch(detail string) error {
 
 // EncodeBatch returns events as one batch body: a JSON array of their EncodeEvent forms.
 func EncodeBatch(events []domain.Event) []byte {
-	b := make([]byte, 0, len(events)*400+2)
-	b = append(b, '[')
+	bodies := make([][]byte, len(events))
 	for i, e := range events {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, EncodeEvent(e)...)
+		bodies[i] = EncodeEvent(e)
 	}
-	return append(b, ']')
+	return JoinBatch(bodies...)
+}
+
+// JoinBatch returns structured events, already encoded, as one batch body: a JSON array
+// of them, in order.
+func JoinBatch(bodies ...[]byte) []byte {
+	size := 2
+	for _, b := range bodies {
+		size += len(b) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '[')
+	for i, b := range bodies {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, b...)
+	}
+	return append(out, ']')
 }
 
 // batchPart is one element of a batch message: its bytes and what they decode to.

@@ -83,9 +83,8 @@ func TestConsumerBatchMessage(t *testing.T) {
 	conflict := movementEvent(t, domain.Departure, m1, w, p, 6) // m1's departure again, other data
 	short := movementEvent(t, domain.Departure, domain.MovementID(uuid.New()), w, p, 100)
 	invalid := []byte(`{"specversion":"1.0","id":"x"}`)
-	body := bytes.Join([][]byte{amqpadapter.EncodeEvent(supply), amqpadapter.EncodeEvent(dep), invalid,
-		amqpadapter.EncodeEvent(conflict), amqpadapter.EncodeEvent(short), amqpadapter.EncodeEvent(supply)}, []byte(","))
-	body = append(append([]byte("["), body...), ']')
+	body := amqpadapter.JoinBatch(amqpadapter.EncodeEvent(supply), amqpadapter.EncodeEvent(dep), invalid,
+		amqpadapter.EncodeEvent(conflict), amqpadapter.EncodeEvent(short), amqpadapter.EncodeEvent(supply))
 
 	b.publishBatchMessage(topo, body, amqp091.Table{"x-publisher": "kept"})
 	waitFor(t, 10*time.Second, "departure short of stock retried", func() bool { return c.metric(t, "movements_retried_total") >= 1 })
