@@ -347,8 +347,12 @@ func (r *runner) streamTargets(url string, n int) []streamTarget {
 	return targets
 }
 
-// warehouseCounts returns the stream's warehouses (sorted) and its events per warehouse.
+// warehouseCounts returns the stream's warehouses (sorted) and its events per warehouse,
+// counted on the first call.
 func (s *stream) warehouseCounts() ([]string, map[string]int) {
+	if s.perWarehouse != nil {
+		return s.warehouses, s.perWarehouse
+	}
 	counts := map[string]int{}
 	for _, m := range s.msgs {
 		e, err := amqpadapter.DecodeEvent(m.body)
@@ -362,6 +366,7 @@ func (s *stream) warehouseCounts() ([]string, map[string]int) {
 		whs = append(whs, w)
 	}
 	slices.Sort(whs)
+	s.warehouses, s.perWarehouse = whs, counts
 	return whs, counts
 }
 

@@ -24,6 +24,9 @@ type stream struct {
 	first, last time.Time
 	movements   []domain.MovementID
 	stats       loadgen.Stats
+	// warehouses and perWarehouse: see warehouseCounts.
+	warehouses   []string
+	perWarehouse map[string]int
 }
 
 // message is one encoded event and its routing key, as `warehouse produce` sends it.
