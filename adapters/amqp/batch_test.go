@@ -3,6 +3,7 @@ package amqp_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -151,4 +152,60 @@ func TestConsumerBadBatchMessage(t *testing.T) {
 	if got := c.metric(t, "movements_stored_total"); got != 0 {
 		t.Errorf("movements_stored_total = %v, want 0", got)
 	}
+}
+
+// BenchmarkBatchDelivery measures what the consumer does with one batch message of 100
+// events before the store sees it: split it and decode each event.
+func BenchmarkBatchDelivery(b *testing.B) {
+	events := make([]domain.Event, 100)
+	for i := range events {
+		m, w, p := newIDs()
+		events[i] = movementEvent(b, domain.Arrival, m, w, p, int64(i+1))
+	}
+	d := amqp091.Delivery{ContentType: amqpadapter.BatchContentType, Body: amqpadapter.EncodeBatch(events)}
+	b.SetBytes(int64(len(d.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, err := range amqpadapter.ItemsOf(d) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(events)), "ns/event")
+}
+
+// FuzzSplitBatch holds SplitBatch to encoding/json: a body it splits is a JSON array
+// whose elements are what it returned, and a JSON array of 1 to MaxBatchEvents elements
+// is split.
+func FuzzSplitBatch(f *testing.F) {
+	for _, seed := range []string{`[{"a":1},{"b":[1,2,{"c":"]}\"["}]}]`, `[1, "x" ,null]`, ` [ {} ] `, `[{"a":1]}]`,
+		`[{"a":1} {"b":2}]`, `["\\"]`, `[1,]`, `[,1]`, `[[]]]`, `[{"a":"\u00e9"}]`, `[]`, `[`, `x`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		raws, err := amqpadapter.SplitBatch(body)
+		var want []json.RawMessage
+		werr := json.Unmarshal(body, &want)
+		if werr == nil && len(want) >= 1 && len(want) <= amqpadapter.MaxBatchEvents && len(body) <= amqpadapter.MaxBatchSize {
+			if err != nil {
+				t.Fatalf("SplitBatch(%q) = %v; encoding/json reads %d elements", body, err, len(want))
+			}
+			if len(raws) != len(want) {
+				t.Fatalf("SplitBatch(%q) = %d elements, want %d", body, len(raws), len(want))
+			}
+			for i := range raws {
+				if !bytes.Equal(raws[i], bytes.TrimSpace(want[i])) {
+					t.Fatalf("SplitBatch(%q)[%d] = %q, want %q", body, i, raws[i], want[i])
+				}
+			}
+			return
+		}
+		if err == nil {
+			t.Fatalf("SplitBatch(%q) = %d elements; encoding/json: %v, %d elements", body, len(raws), werr, len(want))
+		}
+		if !errors.Is(err, domain.ErrInvalid) {
+			t.Fatalf("SplitBatch(%q) = %v, not invalid", body, err)
+		}
+	})
 }

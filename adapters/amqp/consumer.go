@@ -450,6 +450,14 @@ func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
 // publisher's, carried on in its copies as far as they fit (see outgoingFor), and a
 // table the client could not read (see frameGuard) is only noted.
 func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
+	it := c.deliveryItem(s, d)
+	it.event, it.invalid = DecodeDelivery(d.Headers, d.ContentType, d.Body)
+	return it
+}
+
+// deliveryItem is the item of delivery d before its body is decoded: the checks of the
+// delivery itself (a signed retry count, headers dropped unread).
+func (c *Consumer) deliveryItem(s *session, d amqp091.Delivery) *item {
 	it := &item{s: s, d: d}
 	it.attempt, it.dropped = c.signer.verify(d.Headers, d.Body)
 	if n, ok := droppedHeaders(s.guardKey, d.Headers); ok {
@@ -457,7 +465,6 @@ func (c *Consumer) newItem(s *session, d amqp091.Delivery) *item {
 			"message_id", clipString(d.MessageId, 64), "routing_key", clipString(d.RoutingKey, 64))
 		it.dropped = joinNotes(it.dropped, fmt.Sprintf("its headers (%d bytes) made its properties larger than the broker's frame size and were dropped unread", n))
 	}
-	it.event, it.invalid = DecodeDelivery(d.Headers, d.ContentType, d.Body)
 	return it
 }
 
@@ -470,14 +477,14 @@ func (c *Consumer) newItems(s *session, d amqp091.Delivery) []*item {
 	if !isBatch(d.ContentType) {
 		return []*item{c.newItem(s, d)}
 	}
-	it := c.newItem(s, d) // the delivery's own checks: signature, dropped headers
+	it := c.deliveryItem(s, d) // its body is a batch: never decoded as one event
 	if len(attributeHeaders(d.Headers)) > 0 {
 		it.invalid = errMixedBatch
 		return []*item{it}
 	}
 	parts, err := decodeBatchParts(d.Body)
 	if err != nil {
-		it.event, it.invalid = domain.Event{}, err
+		it.invalid = err
 		return []*item{it}
 	}
 	g := &group{items: make([]*item, len(parts))}

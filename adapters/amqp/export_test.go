@@ -102,3 +102,15 @@ func ScanNextAfterCancel(url, queue string, n int) error {
 	_, _, err = s.next(ctx)
 	return err
 }
+
+// ItemsOf returns what the consumer makes of delivery d: one decoding error per item (nil
+// for a valid event), one item per event of a batch message.
+func ItemsOf(d amqp091.Delivery) []error {
+	c := NewConsumer(ConsumerOptions{Topology: DefaultTopology("x", "q", time.Second, 5)}, nil, nil, nil)
+	items := c.newItems(&session{}, d)
+	errs := make([]error, len(items))
+	for i, it := range items {
+		errs[i] = it.invalid
+	}
+	return errs
+}
