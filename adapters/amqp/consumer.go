@@ -371,22 +371,43 @@ func (s *session) close() {
 	waitBounded(s.watchDone, closeTimeout)
 }
 
-// consume runs batches on s until ctx is done (nil) or s is lost (its error).
+// consume runs batches on s until ctx is done (nil) or s is lost (its error). A
+// collector goroutine gathers and decodes the next batch while this one is recorded and
+// settled (see collectAhead); batches are recorded one at a time, in delivery order.
 func (c *Consumer) consume(ctx context.Context, s *session) error {
-	for {
-		items, err := c.collect(ctx, s)
-		if err != nil {
-			return err // the items are abandoned: the broker redelivers them
+	batches := make(chan []*item)
+	done := make(chan struct{})
+	var cerr error
+	go func() {
+		cerr = c.collectAhead(ctx, s, batches, done)
+		close(batches)
+	}()
+	defer func() {
+		close(done)
+		for range batches { // abandoned with the session: the broker redelivers them
 		}
-		if len(items) > 0 {
-			if err := c.process(ctx, s, items); err != nil {
-				return err
-			}
+	}()
+	unfinished := false
+	for items := range batches {
+		if unfinished && ctx.Err() != nil {
+			return nil // shut down with a batch left unacked: the broker redelivers the rest too
 		}
-		if ctx.Err() != nil {
-			return nil
+		if err := c.process(ctx, s, items); err != nil {
+			return err
+		}
+		unfinished = !allAcked(items)
+	}
+	return cerr // written before batches closed
+}
+
+// allAcked reports whether every item was acked (or rejected).
+func allAcked(items []*item) bool {
+	for _, it := range items {
+		if !it.acked {
+			return false
 		}
 	}
+	return true
 }
 
 // item is one delivery of the batch and what became of it.
@@ -409,40 +430,61 @@ type item struct {
 	acked   bool // acked, or rejected to the broker's dead-lettering
 }
 
-// collect gathers deliveries until BatchSize, or BatchWait after the first one, or ctx
-// is done. It returns an error when s is lost.
-func (c *Consumer) collect(ctx context.Context, s *session) ([]*item, error) {
+// collectAhead gathers the deliveries of s into batches and sends each on out, in
+// delivery order: a batch is ready BatchWait after its first delivery or at BatchSize
+// events, and while the previous one is still being recorded it keeps growing up to
+// BatchSize. So a slow store gets larger batches, and at most one batch beyond the one in
+// flight is taken off the channel (the rest wait in the prefetch window). When ctx is
+// done it hands over what it holds and returns nil; when done is closed it returns nil at
+// once, and when s is lost its error. Decoding here, beside the store's round trips,
+// keeps it off the batch's critical path.
+func (c *Consumer) collectAhead(ctx context.Context, s *session, out chan<- []*item, done <-chan struct{}) error {
 	var (
-		items   []*item
-		timer   *time.Timer
-		timeout <-chan time.Time
+		pending []*item
+		due     bool // BatchWait has passed since pending's first delivery
 	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		var send chan<- []*item
+		if len(pending) > 0 && (due || len(pending) >= c.opts.BatchSize) {
+			send = out
 		}
-	}()
-	for len(items) < c.opts.BatchSize {
+		var deliveries <-chan amqp091.Delivery
+		if len(pending) < c.opts.BatchSize {
+			deliveries = s.deliveries
+		}
 		select {
 		case <-ctx.Done():
-			return items, nil
+			if len(pending) > 0 {
+				select {
+				case out <- pending:
+				case <-done:
+				}
+			}
+			return nil
+		case <-done:
+			return nil
 		case <-s.lost:
-			return nil, s.err
-		case d, ok := <-s.deliveries:
+			return s.err
+		case d, ok := <-deliveries:
 			if !ok {
 				s.lose(errors.New("deliveries closed (consumer cancelled)"))
-				return nil, s.err
+				return s.err
 			}
-			items = append(items, c.newItems(s, d)...)
-			if timer == nil {
-				timer = time.NewTimer(c.opts.BatchWait)
-				timeout = timer.C
+			if len(pending) == 0 {
+				timer.Reset(c.opts.BatchWait)
+				due = false
 			}
-		case <-timeout:
-			return items, nil
+			pending = append(pending, c.newItems(s, d)...)
+		case <-timer.C:
+			due = true
+		case send <- pending:
+			pending, due = nil, false
+			timer.Stop()
 		}
 	}
-	return items, nil
 }
 
 // newItem decodes one delivery of s: its body, and in binary content mode the headers
@@ -572,7 +614,7 @@ func (c *Consumer) process(ctx context.Context, s *session, items []*item) error
 }
 
 // record calls the recorder until the batch commits. While the store is unavailable
-// the batch is held, no new delivery is taken and State says paused; it never
+// the batch is held, no delivery beyond the next batch is taken and State says paused; it never
 // nack-requeues. ok is false when ctx ended first; err is set when s was lost.
 func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event) (results []error, ok bool, err error) {
 	bo := holdBackoff

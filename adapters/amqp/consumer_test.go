@@ -293,6 +293,35 @@ func TestConsumerShutdownWhilePausedLeavesBatchQueued(t *testing.T) {
 	}
 }
 
+// TestConsumerShutdownWhilePausedRecordsNoLaterBatch: the batch collected while a held
+// one waits is not recorded at shutdown once the held one is left unacked (it would
+// overtake it), and both go back to the queue.
+func TestConsumerShutdownWhilePausedRecordsNoLaterBatch(t *testing.T) {
+	t.Parallel()
+	b := mustBroker(t)
+	topo := b.mustTopology()
+	rec := newRecorder()
+	rec.setDown(true)
+	c := b.mustStartConsumer(topo, rec, nil)
+	pub := b.mustPublisher()
+	m, w, p := newIDs()
+	first := movementEvent(t, domain.Arrival, m, w, p, 4)
+	b.publish(pub, topo, "movement.arrival", amqpadapter.EncodeEvent(first))
+	waitFor(t, 10*time.Second, "consumer paused", func() bool { return c.State() == amqpadapter.StatePaused })
+	b.publish(pub, topo, "movement.arrival", amqpadapter.EncodeEvent(movementEvent(t, domain.Arrival, domain.MovementID(uuid.New()), w, p, 5)))
+	waitFor(t, 10*time.Second, "second message delivered", func() bool { return b.ready(topo.Queue) == 0 })
+	time.Sleep(100 * time.Millisecond) // past BatchWait: the second batch is collected
+	if err := c.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, call := range rec.recordCalls() {
+		if len(call.ids) != 1 || call.ids[0] != first.ID {
+			t.Errorf("Record called with %v; only the held batch (%s) may be", call.ids, first.ID)
+		}
+	}
+	waitFor(t, 5*time.Second, "both messages back in the queue", func() bool { return b.ready(topo.Queue) == 2 })
+}
+
 func TestConsumerResubscribesWhenQueueDeleted(t *testing.T) {
 	t.Parallel()
 	b := mustBroker(t)
