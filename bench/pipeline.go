@@ -402,47 +402,46 @@ func pipelineNote(s Settings) string {
 const pipelineVariantNotes = `
 ## What the pipeline's variants cost
 
-Measured by hand on this machine (2 CPUs, shared with another engineer's runs) on 2026-12-07, 11:12–11:20 UTC, with
+Measured by hand on this machine (2 CPUs) on 2026-12-07, 12:18–12:27 UTC, with
 ` + "`warehouse-bench --pipeline-variants --rounds 5`" + ` (100,000 events, the settings above): every variant in each of 5
 rounds, in this order, each on a database and queue of its own and each checked (every event stored, the ledger
 exact, nothing dead-lettered, retried or deduplicated). *Of* is the variant it changes one thing of, and *× of* the
 median over the rounds of its events/s over that variant's in the same round (steadier than the medians: single
-rounds ran from 9,302 to 19,784 events/s).
+rounds ran from 9,335 to 21,965 events/s). CPU seconds are per run of 100,000 events.
 
-| # | variant | of | events/s, median of 5 | × of | publisher CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |
-|---|---|---|---|---|---|---|---|---|
-| 1 | the ceiling of old: bare consumer and bare publisher (1024 confirms in flight), both in the benchmark process | — | 13,792 | — | in the benchmark | 1.63 | 7.30 | 87% |
-| 2 | the bare publisher in a process of its own (**the ceiling now**) | 1 | 14,916 | 1.08 | 0.92 | 1.60 | 6.46 | 89% |
-| 3 | its window 4096 confirms instead of 1024 | 2 | 15,384 | 1.00 | 0.94 | 1.51 | 6.22 | 87% |
-| 4 | the bare consumer in a process of its own too (the benchmark only polls) | 2 | 14,813 | 0.99 | 0.89 | 1.48 | 6.43 | 88% |
-| 5 | the service of old: ` + "`warehouse consume`" + ` and the project's Publisher in the benchmark process, ` + "`PublishBatch`" + ` of 16,384 messages, each confirmed before the next | — | 11,361 | — | in the benchmark | 4.47 | 6.77 | 84% |
-| 6 | the bare publisher instead, in the benchmark process (one sliding window, no chunks) | 5 | 11,686 | 1.03 | in the benchmark | 4.04 | 7.56 | 88% |
-| 7 | the bare publisher in a process of its own | 6 | 14,179 | 1.04 | 0.82 | 3.50 | 5.51 | 85% |
-| 8 | ` + "`warehouse produce --file`" + ` instead, its default ` + "`--batch 5000`" + ` (**the service now**) | 7 | 13,791 | 0.99 | 1.40 | 3.58 | 5.54 | 87% |
-| 9 | ` + "`--batch 10000`" + ` | 8 | 12,561 | 1.01 | 1.41 | 3.90 | 6.00 | 85% |
-| 10 | ` + "`--per-message 100`" + `, prefetch 4000 messages | 8 | 16,111 | 1.18 | 0.68 | 3.88 | 0.33 | 60% |
-| 11 | prefetch 2000 messages (**the batch pipeline now**) | 10 | 17,077 | 1.05 | 0.76 | 3.47 | 0.33 | 60% |
-| 12 | consumer batches of 10,000 events (` + "`BATCH_SIZE`" + `, prefetch and ` + "`STREAM_BUFFER`" + ` as large) | 11 | 14,905 | 1.06 | 0.79 | 4.06 | 0.33 | 61% |
+| # | variant | of | events/s, median of 5 | × of | consumer CPU s | publisher CPU s | PostgreSQL CPU s | RabbitMQ CPU s | host CPU busy |
+|---|---|---|---|---|---|---|---|---|---|
+| 1 | the ceiling of old: bare consumer and bare publisher (1024 confirms in flight), both in the benchmark process | — | 13,413 | — | in the benchmark | in the benchmark | 1.46 | 7.53 | 90% |
+| 2 | the bare publisher in a process of its own (**the ceiling now**) | 1 | 13,239 | 1.02 | in the benchmark | 1.49 | 1.39 | 7.06 | 93% |
+| 3 | its window 4096 confirms instead of 1024 | 2 | 12,902 | 0.95 | in the benchmark | 1.62 | 1.41 | 7.30 | 93% |
+| 4 | the bare consumer in a process of its own too (the benchmark only polls) | 2 | 12,817 | 0.98 | 3.97 | 1.48 | 1.61 | 7.12 | 93% |
+| 5 | the service of old: ` + "`warehouse consume`" + ` and the project's Publisher in the benchmark process, ` + "`PublishBatch`" + ` of 16,384 messages, each confirmed before the next | — | 10,860 | — | 3.28 | in the benchmark | 4.21 | 7.84 | 93% |
+| 6 | the bare publisher instead, in the benchmark process (one sliding window, no chunks) | 5 | 11,111 | 0.97 | 3.10 | in the benchmark | 4.12 | 7.29 | 93% |
+| 7 | the bare publisher in a process of its own | 6 | 12,120 | 1.08 | 2.67 | 1.44 | 3.80 | 6.83 | 91% |
+| 8 | ` + "`warehouse produce --file`" + ` instead, its default ` + "`--batch 5000`" + ` (**the service now**) | 7 | 11,428 | 0.92 | 2.99 | 2.08 | 3.96 | 6.91 | 93% |
+| 9 | ` + "`--batch 10000`" + ` | 8 | 11,225 | 1.00 | 3.15 | 2.11 | 3.99 | 7.01 | 93% |
+| 10 | ` + "`--per-message 100`" + `, prefetch 4000 messages | 8 | 19,388 | 1.77 | 1.68 | 0.73 | 3.59 | 0.42 | 63% |
+| 11 | prefetch 2000 messages (**the batch pipeline now**) | 10 | 20,172 | 1.02 | 1.60 | 0.71 | 3.46 | 0.45 | 64% |
+| 12 | consumer batches of 10,000 events (` + "`BATCH_SIZE`" + `, prefetch and ` + "`STREAM_BUFFER`" + ` as large) | 11 | 21,683 | 1.02 | 2.19 | 0.76 | 2.60 | 0.39 | 66% |
 
 What it says, on this machine on that day:
 
-- **The publisher in a process of its own** gives the ceiling 8 % (2 against 1; faster in 4 rounds of 5) and the
-  service 4 % (7 against 6; faster in all 5); **one sliding window** instead of chunked confirms (` + "`PublishBatch`" + `
-  of 16,384, each confirmed before the next) 3 % (6 against 5); the window's size (3) and the bare consumer's
-  process (4) nothing. Together the service now measures about 5 % above the service of old in the same round (8
-  against 5, median of the rounds' ratios; 13,791 against 11,361 events/s as medians). None of them halves
-  anything: the figures of about 6.9k and 7.5k events/s are those of the runs of 2026-11-26, in which RabbitMQ
-  spent about 14 s of CPU per 100,000 events of the pipeline; in the committed run of 2026-12-07 09:19 (the
-  publisher still in the benchmark process) it spent 6–7 s, and the pipeline ran at 12,566 against 15,999
-  events/s. The pipeline is bound by the broker's work per message (5.5–7.5 s of RabbitMQ CPU per 100,000
-  events above, against about 1.2 s to deliver the same stream from a prefilled queue in the drain), on 2 CPUs
-  it shares with everything else.
-- **Batch messages** take that work away (0.33 s of RabbitMQ CPU, the host 60 % busy) and give 1.18× (10):
-  about 1.2× the single-event pipeline, not 3×. A prefetch of 2000 messages instead of 4000 (11) changes nothing
-  the consumer sees (the stream is 1,000 messages, under both): its 5 % is the noise of these rounds, and so
-  may be the 6 % of batches of 10,000 events (12). What bounds batch messages is the consumer's store, one batch
-  at a time (about 2.4 s of consumer and 3.5 s of PostgreSQL CPU per 100,000 events, the host 40 % idle), which
-  no setting of the benchmark moves; more consumers lose the stream's order (by hand the same morning,
+- **The publisher in a process of its own** gives the service 8 % (7 against 6; faster in 4 rounds of 5); the
+  ceiling's own publisher process, its window's size and the bare consumer's process are within the noise of
+  these rounds (2–4). In an earlier run the same morning (11:12–11:20) the publisher's process gave the ceiling
+  8 % and the service 4 %, and ` + "`warehouse produce`" + ` measured 0.99 of the bare publisher where here it measures 0.92
+  (8 against 7). None of them halves anything: the figures of about 6.9k and 7.5k events/s are those of the
+  runs of 2026-11-26, in which RabbitMQ spent about 14 s of CPU per 100,000 events of the pipeline; here it
+  spends 7–8 s. The single-event pipeline is bound by the broker's work per message (against about 1.2 s of
+  RabbitMQ CPU to deliver the same stream from a prefilled queue in the drain), on 2 CPUs it shares with
+  everything else: the host is 90–93 % busy.
+- **Batch messages** take that work away (0.4 s of RabbitMQ CPU) and give 1.77× (10). That is since the
+  consumer gathers and decodes the next batch while the store applies one, and splits a batch message by a
+  scan instead of encoding/json's Decoder: in the run of 11:12–11:20, before both, the same variant gave 1.18×,
+  with 2.4 s of consumer CPU. The consumer's 1.6–1.7 s of CPU now overlaps the store; what bounds the pipeline
+  is the store applying one batch at a time (3.5 s of PostgreSQL CPU, most of it in the backend that applies
+  the batches, and the host a third idle), which no setting of the benchmark moves: prefetch (11) and batches
+  of 10,000 (12) are within the noise. More consumers lose the stream's order (by hand on the same day,
   ` + "`CONSUMER_WORKERS`" + ` 2 and 4 with ` + "`--per-message 100`" + ` stored 9,761 and 6,888 events/s, with 1,148 and 6,151
   events retried).
 `
