@@ -53,56 +53,62 @@ func splitBatch(body []byte, valid bool) ([]json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: the batch is %d bytes, over the %d byte limit", ErrBatchTooLarge, len(body), MaxBatchSize)
 	}
 	notArray := invalidBatch("a batch is one JSON array of events")
-	i := skipSpace(body, 0)
-	if i == len(body) || body[i] != '[' {
+	d := decoder{b: body}
+	d.ws()
+	if !d.at('[') {
 		return nil, notArray
 	}
-	i = skipSpace(body, i+1)
-	var raws []json.RawMessage
-	if i < len(body) && body[i] == ']' {
-		if skipSpace(body, i+1) != len(body) {
-			return nil, invalidBatch("unexpected data after the batch's array")
+	d.i++
+	d.ws()
+	// closed checks what follows the array's closing bracket, at d.i.
+	closed := func() error {
+		d.i++
+		if d.ws(); !d.eof() {
+			return invalidBatch("unexpected data after the batch's array")
+		}
+		return nil
+	}
+	if d.at(']') {
+		if err := closed(); err != nil {
+			return nil, err
 		}
 		return nil, invalidBatch("the batch is empty")
 	}
+	var raws []json.RawMessage
 	for {
 		if len(raws) == MaxBatchEvents {
 			return nil, fmt.Errorf("%w: a batch holds at most %d events", ErrBatchTooLarge, MaxBatchEvents)
 		}
-		end, ok := valueEnd(body, i)
-		if !ok || (valid && !json.Valid(body[i:end])) {
+		end, ok := valueEnd(body, d.i)
+		if !ok || (valid && !json.Valid(body[d.i:end])) {
 			if !ok && end == len(body) {
 				return nil, notArray // the body ends inside the element
 			}
-			return nil, invalidBatch(fmt.Sprintf("event %d of the batch is not JSON", len(raws)))
+			return nil, elementNotJSON(len(raws))
 		}
-		raws = append(raws, body[i:end])
-		i = skipSpace(body, end)
-		if i == len(body) {
-			return nil, notArray
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-			continue
-		case ']':
-			if skipSpace(body, i+1) != len(body) {
-				return nil, invalidBatch("unexpected data after the batch's array")
+		raws = append(raws, body[d.i:end])
+		d.i = end
+		d.ws()
+		switch {
+		case d.at(','):
+			d.i++
+			d.ws()
+		case d.at(']'):
+			if err := closed(); err != nil {
+				return nil, err
 			}
 			return raws, nil
+		case d.eof():
+			return nil, notArray
 		default: // no comma after an element: what follows is no element
-			return nil, invalidBatch(fmt.Sprintf("event %d of the batch is not JSON", len(raws)))
+			return nil, elementNotJSON(len(raws))
 		}
 	}
 }
 
-// skipSpace returns the index of the first byte of b from i on that is not JSON
-// whitespace, or len(b).
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
+// elementNotJSON is the error for a batch whose element n (0-based) is not JSON.
+func elementNotJSON(n int) error {
+	return invalidBatch(fmt.Sprintf("event %d of the batch is not JSON", n))
 }
 
 // valueEnd returns the end of the JSON value that starts at b[i], following only strings
@@ -199,7 +205,7 @@ func decodeBatchParts(body []byte) ([]batchPart, error) {
 		parts[i].body = raw
 		parts[i].event, parts[i].err = DecodeEvent(raw) // strict: what it accepts is valid JSON
 		if parts[i].err != nil && !json.Valid(raw) {
-			return nil, invalidBatch(fmt.Sprintf("event %d of the batch is not JSON", i))
+			return nil, elementNotJSON(i)
 		}
 		if parts[i].err != nil {
 			parts[i].err = fmt.Errorf("event %d of a batch of %d: %w", i, len(raws), parts[i].err)
