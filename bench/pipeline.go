@@ -339,8 +339,37 @@ func (rep *Report) pipelineBatchRow() {
 	if n := roundsNote(b.Rounds); n != "" {
 		notes = append(notes, n)
 	}
+	if n := cpuBoundNote(b.Ceiling, b.Service); n != "" {
+		notes = append(notes, n)
+	}
 	row.Note = strings.Join(notes, "; ")
 	rep.Rows = append(rep.Rows, row)
+}
+
+// pipelineCPU is the CPU time of a pipeline run per 100,000 events: the consumer, its
+// publisher, PostgreSQL and RabbitMQ (the benchmark's own polling aside); false when a
+// part was not measured.
+func pipelineCPU(r IngestResult) (float64, bool) {
+	if r.Events <= 0 || r.CPUSeconds <= 0 || r.PublisherCPUSeconds <= 0 || r.PostgresCPUSeconds <= 0 || r.BrokerCPUSeconds <= 0 {
+		return 0, false
+	}
+	return (r.CPUSeconds + r.PublisherCPUSeconds + r.PostgresCPUSeconds + r.BrokerCPUSeconds) * 100_000 / float64(r.Events), true
+}
+
+// cpuBoundNote says what the CPU the two pipelines spend per event allows batch messages:
+// on a machine whose cores they share, the single-event pipeline's CPU per event over the
+// batch pipeline's is their ratio when the host is as busy in both, and that divided by
+// the single-event run's busy share is the most batch messages could reach with every
+// core busy.
+func cpuBoundNote(single, batch IngestResult) string {
+	s, ok1 := pipelineCPU(single)
+	b, ok2 := pipelineCPU(batch)
+	if !ok1 || !ok2 || single.HostCPUBusy <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("CPU s per 100,000 events (consumer, publisher, PostgreSQL, RabbitMQ): single %.1f, batch %.1f (%.2f×); "+
+		"host busy %.0f%% and %.0f%%: with every core busy, batch messages could reach at most %.2f×",
+		s, b, s/b, single.HostCPUBusy*100, batch.HostCPUBusy*100, s/b/single.HostCPUBusy)
 }
 
 // pipelineBatchChecks are the batch pipeline's conditions: the ledger exact and nothing
@@ -392,7 +421,11 @@ func pipelineNote(s Settings) string {
   the prefetch counts messages and ` + "`BATCH_SIZE`" + ` events, and the service takes no prefetch under ` + "`BATCH_SIZE`" + `, so
   {prefetch} messages is its least, which still lets the consumer hold the whole stream at the default size (its peak
   RSS shows what that costs). Its row stands next to the single-event service pipeline of the same round (the
-  ceiling column), against a target of {target}×; its ledger must be exact like the others'. Each round runs the
+  ceiling column), against a target of {target}×; its ledger must be exact like the others'. The row's note adds what
+  CPU allows: the CPU seconds both pipelines spent per 100,000 events (consumer, publisher, PostgreSQL and RabbitMQ,
+  which share the machine's cores) and the most batch messages could reach with every core busy: the single-event
+  pipeline's CPU per event over the batch pipeline's, divided by the share of the host the single-event run kept
+  busy. Each round runs the
   ceiling, the service, then the batch messages, each on a database (or bare table) and topology of its
   own.`)
 }

@@ -67,6 +67,9 @@ func TestPipelineBatchRowAndChecks(t *testing.T) {
 		!strings.Contains(row.Note, "ratios 3.00, 1.25, 3.57") || !strings.Contains(row.Case, "100 events") {
 		t.Errorf("row %+v", row)
 	}
+	if strings.Contains(row.Note, "CPU s per") {
+		t.Errorf("row note has a CPU bound without CPU figures: %s", row.Note)
+	}
 	cs := pipelineBatchChecks(b, rounds)
 	if len(cs) != 3 {
 		t.Fatalf("%d checks, want 3", len(cs))
@@ -102,5 +105,21 @@ func TestConfirmedCount(t *testing.T) {
 		if n, ok := confirmedCount([]byte(tc.line)); n != tc.n || ok != tc.ok {
 			t.Errorf("confirmedCount(%q) = %d, %v; want %d, %v", tc.line, n, ok, tc.n, tc.ok)
 		}
+	}
+}
+
+func TestCPUBoundNote(t *testing.T) {
+	single := IngestResult{Events: 100000, CPUSeconds: 3.7, PublisherCPUSeconds: 2.4, PostgresCPUSeconds: 5.3, BrokerCPUSeconds: 8.6, HostCPUBusy: 0.9}
+	batch := IngestResult{Events: 50000, CPUSeconds: 1.0, PublisherCPUSeconds: 0.5, PostgresCPUSeconds: 2.75, BrokerCPUSeconds: 0.25, HostCPUBusy: 0.6}
+	// single: 20.0 s per 100,000 events; batch: 4.5 s per 50,000, so 9.0 per 100,000.
+	got := cpuBoundNote(single, batch)
+	for _, want := range []string{"single 20.0, batch 9.0 (2.22×)", "host busy 90% and 60%", "at most 2.47×"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("note %q lacks %q", got, want)
+		}
+	}
+	batch.BrokerCPUSeconds = 0
+	if got := cpuBoundNote(single, batch); got != "" {
+		t.Errorf("note without the broker's CPU: %q, want none", got)
 	}
 }
