@@ -51,6 +51,11 @@ type Config struct {
 	// judged, so the database's cores and the network round trips overlap.
 	ConsumerWorkers int `envconfig:"CONSUMER_WORKERS" default:"1"`
 
+	// ConsumerLanes is how many transactions each consumer records a batch in at once, its
+	// events split by product: each product's events stay in order in one transaction, and
+	// the database works on the lanes in parallel.
+	ConsumerLanes int `envconfig:"CONSUMER_LANES" default:"2"`
+
 	// ConsumerHoldLimit is how long a consumer may hold a batch it cannot record or
 	// settle (the store or the broker refuses) before /readyz says the process is not ready.
 	ConsumerHoldLimit time.Duration `envconfig:"CONSUMER_HOLD_LIMIT" default:"30s"`
@@ -122,6 +127,7 @@ func (c Config) validate() error {
 	check(c.LogFormat == "json" || c.LogFormat == "text", "LOG_FORMAT must be json or text, got %q", c.LogFormat)
 	check(c.BatchSize >= 1 && c.BatchSize <= 10000, "BATCH_SIZE must be 1..10000, got %d", c.BatchSize)
 	check(c.ConsumerWorkers >= 1 && c.ConsumerWorkers <= 32, "CONSUMER_WORKERS must be 1..32, got %d", c.ConsumerWorkers)
+	check(c.ConsumerLanes >= 1 && c.ConsumerLanes <= 16, "CONSUMER_LANES must be 1..16, got %d", c.ConsumerLanes)
 	check(c.AMQPPrefetch >= c.BatchSize, "AMQP_PREFETCH (%d) must be at least BATCH_SIZE (%d)", c.AMQPPrefetch, c.BatchSize)
 	check(c.AMQPPrefetch <= 65535, "AMQP_PREFETCH must be at most 65535, got %d", c.AMQPPrefetch)
 	check(c.BatchWait > 0, "BATCH_WAIT must be positive")
@@ -154,7 +160,7 @@ func (c Config) Redacted() []any {
 	return []any{
 		"database_url", redactURL(c.DatabaseURL), "amqp_url", redactURL(c.AMQPURL),
 		"amqp_queue", c.AMQPQueue, "amqp_prefetch", c.AMQPPrefetch,
-		"consumer_workers", c.ConsumerWorkers, "batch_size", c.BatchSize, "batch_wait", c.BatchWait,
+		"consumer_workers", c.ConsumerWorkers, "consumer_lanes", c.ConsumerLanes, "batch_size", c.BatchSize, "batch_wait", c.BatchWait,
 		"retry_delay", c.RetryDelay, "retry_limit", c.RetryLimit,
 		"http_addr", c.HTTPAddr, "consumer_http_addr", c.ConsumerHTTPAddr,
 		"cache_size", c.CacheSize, "cache_ttl", c.CacheTTL,

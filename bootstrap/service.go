@@ -192,6 +192,7 @@ func runService(ctx context.Context, cfg Config, log *slog.Logger, r roles, ln n
 				BatchSize:       cfg.BatchSize,
 				BatchWait:       cfg.BatchWait,
 				RetryLimit:      cfg.RetryLimit,
+				Lanes:           cfg.ConsumerLanes,
 				ShutdownTimeout: cfg.ShutdownTimeout,
 				ControlKey:      key,
 			}, recorder, log, reg))

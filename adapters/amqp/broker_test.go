@@ -263,6 +263,8 @@ type recorder struct {
 	attempts map[string]int // event id → how many committed batches held it
 	poison   string         // an event id that makes every batch holding it fail (a store bug)
 	batches  []recordCall   // every Record call, in order
+	inFlight int            // Record calls under way
+	overlap  int            // the most Record calls under way at once
 }
 
 // recordCall is one Record call: the ids of its events, and whether it returned an error.
@@ -288,16 +290,23 @@ func (r *recorder) Record(ctx context.Context, events []domain.Event) ([]error, 
 		call.failed = call.failed || poison != "" && e.ID == poison
 	}
 	r.batches = append(r.batches, call)
+	r.inFlight++
+	r.overlap = max(r.overlap, r.inFlight)
 	r.mu.Unlock()
-	if call.failed {
-		return nil, errors.New("test store rejects this event: not an outage")
-	}
+	defer func() {
+		r.mu.Lock()
+		r.inFlight--
+		r.mu.Unlock()
+	}()
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w", ports.ErrUnavailable, ctx.Err())
 		}
+	}
+	if call.failed {
+		return nil, errors.New("test store rejects this event: not an outage")
 	}
 	if down {
 		return nil, fmt.Errorf("%w: test store is down", ports.ErrUnavailable)
@@ -324,6 +333,13 @@ func (r *recorder) recordCalls() []recordCall {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.batches)
+}
+
+// maxOverlap returns the most Record calls that were under way at once.
+func (r *recorder) maxOverlap() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.overlap
 }
 
 func (r *recorder) callCount() int {

@@ -614,7 +614,10 @@ func TestConsumerIsolatesPoisonEvent(t *testing.T) {
 	rec.mu.Lock()
 	rec.poison = bad.ID
 	rec.mu.Unlock()
-	c := b.mustStartConsumer(topo, rec, func(o *amqpadapter.ConsumerOptions) { o.BatchWait = 200 * time.Millisecond })
+	c := b.mustStartConsumer(topo, rec, func(o *amqpadapter.ConsumerOptions) {
+		o.BatchWait = 200 * time.Millisecond
+		o.Lanes = 1 // both events in one transaction (TestConsumerRecordsLanesApart has them in two)
+	})
 	pub := b.mustPublisher()
 	_, w2, p2 := newIDs()
 	good := movementEvent(t, domain.Arrival, domain.MovementID(uuid.New()), w2, p2, 5)
@@ -643,5 +646,73 @@ func TestConsumerIsolatesPoisonEvent(t *testing.T) {
 	if !shared || !alone {
 		t.Errorf("record calls %+v: want a failing batch holding both %s (bad) and %s (good), then the good one recorded alone",
 			calls, bad.ID, good.ID)
+	}
+}
+
+// productInLane returns a new product whose events go in lane l of n.
+func productInLane(l, n int) domain.ProductID {
+	for {
+		if p := domain.ProductID(uuid.New()); amqpadapter.LaneOf(p, n) == l {
+			return p
+		}
+	}
+}
+
+// TestConsumerRecordsLanesApart: the events of a batch are recorded in one transaction per
+// lane (by product), at once; a lane that fails is tried again on its own, so the events
+// of the lane that committed are recorded once, and a poison event holds up only its lane.
+func TestConsumerRecordsLanesApart(t *testing.T) {
+	t.Parallel()
+	b := mustBroker(t)
+	topo := b.mustTopology()
+	rec := newRecorder()
+	rec.delay = 300 * time.Millisecond // long enough for the two lanes' calls to meet
+	w := domain.WarehouseID(uuid.New())
+	bad := movementEvent(t, domain.Arrival, domain.MovementID(uuid.New()), w, productInLane(0, 2), 7)
+	good := movementEvent(t, domain.Arrival, domain.MovementID(uuid.New()), w, productInLane(1, 2), 5)
+	rec.mu.Lock()
+	rec.poison = bad.ID
+	rec.mu.Unlock()
+	c := b.mustStartConsumer(topo, rec, func(o *amqpadapter.ConsumerOptions) {
+		o.BatchWait = 200 * time.Millisecond
+		o.Lanes = 2
+		amqpadapter.SetMinLane(o, 1)
+	})
+	pub := b.mustPublisher()
+	b.publish(pub, topo, "movement.arrival", amqpadapter.EncodeEvent(bad))
+	b.publish(pub, topo, "movement.arrival", amqpadapter.EncodeEvent(good))
+
+	dead := b.mustDeadLetters(topo, 1)
+	if got := header(dead[0], amqpadapter.ReasonHeader); got != amqpadapter.ReasonInternal {
+		t.Errorf("reason %q, want %q", got, amqpadapter.ReasonInternal)
+	}
+	waitFor(t, 10*time.Second, "good event recorded", func() bool { return rec.stock(t, w, good.ProductID) == 5 })
+	if err := c.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := b.ready(topo.Queue); n != 0 {
+		t.Errorf("queue holds %d messages, want 0", n)
+	}
+	if got := c.metric(t, "movements_stored_total"); got != 1 {
+		t.Errorf("movements_stored_total = %v, want 1", got)
+	}
+	calls := rec.recordCalls()
+	goodCalls, badFailed := 0, 0
+	for _, call := range calls {
+		if slices.Contains(call.ids, good.ID) {
+			goodCalls++
+			if call.failed || len(call.ids) != 1 {
+				t.Errorf("record call %+v: the good event's lane holds it alone and commits", call)
+			}
+		}
+		if call.failed && slices.Equal(call.ids, []string{bad.ID}) {
+			badFailed++
+		}
+	}
+	if goodCalls != 1 || badFailed < 3 {
+		t.Errorf("record calls %+v: want the good event recorded once and the bad one's lane failing on its own (at least 3 times)", calls)
+	}
+	if got := rec.maxOverlap(); got != 2 {
+		t.Errorf("at most %d Record calls under way at once, want 2 (one per lane)", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"warehouse/domain"
 )
 
 // VerdictOf exposes verdictFor to the external tests as plain values.
@@ -114,3 +116,9 @@ func ItemsOf(d amqp091.Delivery) []error {
 	}
 	return errs
 }
+
+// LaneOf is the lane of product p among n (see splitLanes).
+func LaneOf(p domain.ProductID, n int) int { return laneOf(p, n) }
+
+// SetMinLane makes a consumer split batches into lanes of as few as n events.
+func SetMinLane(o *ConsumerOptions, n int) { o.minLane = n }
