@@ -722,7 +722,8 @@ func (c *Consumer) recordLanes(ctx context.Context, events []domain.Event, lanes
 }
 
 // poisonAttempts is how many times a batch that fails with an error other than
-// ports.ErrUnavailable is retried whole before its events are recorded one by one.
+// ports.ErrUnavailable is tried (its failing lanes whole) before the events of those
+// lanes are recorded one by one.
 const poisonAttempts = 3
 
 // recordEach records the events of lanes one at a time, each in its own transaction, and
