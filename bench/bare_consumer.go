@@ -312,8 +312,5 @@ func (r *runner) bareChildIngest(ctx context.Context, phase, dbURL, table string
 	if err != nil {
 		return res, err
 	}
-	res.Verified = r.verifyBare(ctx, res.Complete, dbURL, table)
-	r.log.Info("phase done", "phase", phase, "who", "bare (process)", "events_per_second", round(res.EventsPerSecond),
-		"seconds", round(res.Seconds), "complete", res.Complete, "verified", res.Verified)
-	return res, nil
+	return r.finishBare(ctx, phase, "bare (process)", res, dbURL, table), nil
 }

@@ -275,10 +275,15 @@ func (r *runner) bareIngest(ctx context.Context, phase, dbURL, table string, t a
 	if err != nil {
 		return res, err
 	}
+	return r.finishBare(ctx, phase, "bare", res, dbURL, table), nil
+}
+
+// finishBare checks what a bare consumer stored into table of dbURL and logs its phase.
+func (r *runner) finishBare(ctx context.Context, phase, who string, res IngestResult, dbURL, table string) IngestResult {
 	res.Verified = r.verifyBare(ctx, res.Complete, dbURL, table)
-	r.log.Info("phase done", "phase", phase, "who", "bare", "events_per_second", round(res.EventsPerSecond),
+	r.log.Info("phase done", "phase", phase, "who", who, "events_per_second", round(res.EventsPerSecond),
 		"seconds", round(res.Seconds), "complete", res.Complete, "verified", res.Verified)
-	return res, nil
+	return res
 }
 
 // ingest polls progress every sampleEvery (every pollEvery near the predicted end) until

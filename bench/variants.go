@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -99,15 +100,7 @@ func (r *runner) pipelineVariants(ctx context.Context, stdout io.Writer) error {
 // medianResult is the run of median events/s (the lower middle of an even count).
 func medianResult(rs []IngestResult) IngestResult {
 	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b IngestResult) int {
-		switch {
-		case a.EventsPerSecond < b.EventsPerSecond:
-			return -1
-		case a.EventsPerSecond > b.EventsPerSecond:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s, func(a, b IngestResult) int { return cmp.Compare(a.EventsPerSecond, b.EventsPerSecond) })
 	return s[(len(s)-1)/2]
 }
 

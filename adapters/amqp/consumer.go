@@ -687,9 +687,12 @@ func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event
 func (c *Consumer) recordLanes(ctx context.Context, events []domain.Event, lanes [][]int, results []error) ([][]int, error) {
 	errs := make([]error, len(lanes))
 	recordLane := func(l int) {
-		batch := make([]domain.Event, len(lanes[l]))
-		for j, i := range lanes[l] {
-			batch[j] = events[i]
+		batch := events // a lane of every event (splitLanes keeps their order)
+		if len(lanes[l]) < len(events) {
+			batch = make([]domain.Event, len(lanes[l]))
+			for j, i := range lanes[l] {
+				batch[j] = events[i]
+			}
 		}
 		res, err := c.rec.Record(ctx, batch)
 		if err == nil && len(res) != len(batch) {
