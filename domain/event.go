@@ -2,7 +2,6 @@ package domain
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -114,7 +113,7 @@ func NewEvent(in EventInput) (Event, error) {
 // to 9999, which JSON, PostgreSQL and RFC 3339 itself can all represent.
 func ParseTimestamp(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil || !rfc3339Shape.MatchString(s) || offsetHoursTooLarge(s) {
+	if err != nil || !rfc3339Shaped(s) || offsetHoursTooLarge(s) {
 		return time.Time{}, invalidField(field, "is not an RFC 3339 time with offset", s)
 	}
 	t = t.UTC().Truncate(time.Microsecond)
@@ -135,9 +134,40 @@ func (e Event) Delta() int64 {
 	return e.Quantity
 }
 
-// rfc3339Shape is the RFC 3339 date-time grammar; time.Parse alone also takes a comma
-// before the fraction, a +24:00 offset and offset minutes of 60 (+03:60 read as +04:00).
-var rfc3339Shape = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:[0-5]\d)$`)
+// rfc3339Shaped reports whether s has the shape of the RFC 3339 date-time grammar,
+// ^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:[0-5]\d)$ (time.Parse alone also takes a
+// comma before the fraction, a +24:00 offset and offset minutes of 60, +03:60 read as
+// +04:00). Written out rather than as a regexp, which cost the consumer a twentieth of
+// its CPU: every event has a timestamp, and most an envelope time too.
+func rfc3339Shaped(s string) bool {
+	const date = "dddd-dd-ddTdd:dd:dd" // d: a digit; anything else: itself
+	if len(s) < len(date)+1 {
+		return false
+	}
+	for i := 0; i < len(date); i++ {
+		if date[i] == 'd' && !isDigit(s[i]) || date[i] != 'd' && s[i] != date[i] {
+			return false
+		}
+	}
+	rest := s[len(date):]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && isDigit(rest[n]) {
+			n++
+		}
+		if n == 1 || n > 10 { // 1 to 9 digits
+			return false
+		}
+		rest = rest[n:]
+	}
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && isDigit(rest[1]) && isDigit(rest[2]) &&
+		rest[3] == ':' && '0' <= rest[4] && rest[4] <= '5' && isDigit(rest[5])
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func offsetHoursTooLarge(s string) bool {
 	if strings.HasSuffix(s, "Z") || len(s) < 6 {
