@@ -103,7 +103,7 @@ func TestAuditChecksHistory(t *testing.T) {
 }
 
 // TestAuditDetectsDoubledLeg: no unique key stops a second event for one leg of a
-// movement any more (the write path's guarded upsert does), so the audit looks for one:
+// movement any more (the write path's guarded movement update does), so the audit looks for one:
 // here an arrival stored twice under two identities, with identical data and the stock
 // row that adds both up, which no other check of the audit would notice.
 func TestAuditDetectsDoubledLeg(t *testing.T) {

@@ -90,8 +90,8 @@ func defaultListQueries(maxConns int) int {
 
 // errLostRace means a concurrent batch committed, between our reads and our writes, an
 // event or movement leg that our judgement did not see: an event with the same identity
-// or (movement, kind), or the other leg of one of our movements. The unique keys and the
-// guarded movement upsert detect it; the batch is rolled back and judged again, and then
+// or (movement, kind), or the other leg of one of our movements. The primary keys and the
+// guarded movement update detect it; the batch is rolled back and judged again, and then
 // sees the winner's commit.
 var errLostRace = errors.New("lost a race with a concurrent batch")
 
@@ -108,8 +108,8 @@ const maxRaceRetries = 5
 // Both movements and stock are optimistic: the stock update is a compare-and-set on the
 // quantity the batch judged against (a departure stored in the batch is valid for that
 // starting quantity and no other), a new stock row is a plain insert, and a concurrent
-// batch that wrote the same movement is caught by the unique keys of events and by the
-// guarded movement upsert. When any of them fails the batch has lost a race: it rolls
+// batch that wrote the same movement is caught by the primary keys of events and
+// movements and by the guarded movement update. When any of them fails the batch has lost a race: it rolls
 // back and is judged again, this time locking its stock rows first (see lockStock), so a
 // busy stock row costs one wasted attempt rather than an unbounded series of them; and
 // for a while (lockingSpell) every batch locks from its first attempt. A consumer that
@@ -186,7 +186,11 @@ func (s *Store) apply(ctx context.Context, events []domain.Event, lock, rerun bo
 			}
 		}
 		results = res
-		return writeBack(ctx, tx, stored, ledger, stock)
+		read := make(map[domain.MovementID]bool, len(movements))
+		for _, m := range movements {
+			read[m.ID] = true
+		}
+		return writeBack(ctx, tx, stored, ledger, read, stock)
 	})
 	if err != nil {
 		var pe *pgconn.PgError
@@ -385,16 +389,16 @@ func scanStock(rows pgx.Rows, n int) (stockRows, error) {
 	return st, nil
 }
 
-// writeBack inserts the stored events, upserts the movements they touch and writes the
-// final stock; then it deletes the stock placeholders that stayed unused, and logs the
-// changes. Rows go in
-// sorted key order, so concurrent batches meet on the unique indexes in the same order.
-func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
+// writeBack inserts the stored events, writes the movements they touch (read lists those
+// the batch read) and the final stock; then it deletes the stock placeholders that stayed
+// unused, and logs the changes. Rows go in sorted key order, so concurrent batches meet
+// on the unique indexes in the same order.
+func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, read map[domain.MovementID]bool, stock stockRows) error {
 	if len(stored) > 0 {
 		if err := insertEvents(ctx, tx, stored); err != nil {
 			return err
 		}
-		if err := upsertMovements(ctx, tx, stored, l); err != nil {
+		if err := writeMovements(ctx, tx, stored, l, read); err != nil {
 			return err
 		}
 		if err := writeStock(ctx, tx, stored, l, stock); err != nil {
@@ -457,7 +461,7 @@ func (r *eventRows) Values() ([]any, error) {
 
 // insertEvents inserts the stored events; one whose identity a concurrent batch committed
 // first violates the primary key and is reported as a lost race. (A second event for a
-// movement leg that a concurrent batch filled is caught by upsertMovements.) Rows go in
+// movement leg that a concurrent batch filled is caught by writeMovements.) Rows go in
 // identity order, so concurrent batches meet on the key in the same order.
 func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	sorted := slices.Clone(stored)
@@ -482,22 +486,27 @@ func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	return nil
 }
 
-// upsertMovements writes the legs the batch stored into their movement rows. Only those
-// legs are sent: a leg the batch read is NULL in its arrays, which the update keeps
-// (coalesce) and the guard ignores. The upsert is what keeps a leg written once: a row
-// that a concurrent batch created or completed meanwhile is merged leg by leg only while
-// none of the legs sent is already there and the product is the same; otherwise the row
-// is not written and the batch has lost a race (the upsert waits for, and then sees, the
-// concurrent batch's commit: it locks the row). So two events for one leg never both
-// commit, without a unique key on the events' (movement_id, event) to pay on every insert.
-func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger) error {
+// writeMovements writes the legs the batch stored into their movement rows: a movement
+// the batch did not read is inserted whole (COPY), one it read gets only its new legs
+// (updateMovements). Neither needs ON CONFLICT, whose arbiter lookup and speculative
+// insertion cost every row of the batch to catch a race that is rare: a movement that a
+// concurrent batch created meanwhile violates the primary key, and one it completed
+// meanwhile fails the update's guard; either way the batch has lost a race and is judged
+// again. So two events for one leg never both commit, without a unique key on the
+// events' (movement_id, event) to pay on every insert. Rows go in movement order, so
+// concurrent batches meet on the key in the same order.
+func writeMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, read map[domain.MovementID]bool) error {
 	type legs struct{ departure, arrival bool }
 	added := make(map[domain.MovementID]legs, len(stored))
-	ids := make([]domain.MovementID, 0, len(stored))
+	var created, updated []domain.MovementID
 	for _, e := range stored {
 		a, seen := added[e.MovementID]
 		if !seen {
-			ids = append(ids, e.MovementID)
+			if read[e.MovementID] {
+				updated = append(updated, e.MovementID)
+			} else {
+				created = append(created, e.MovementID)
+			}
 		}
 		if e.Kind == domain.Departure {
 			a.departure = true
@@ -506,47 +515,103 @@ func upsertMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *d
 		}
 		added[e.MovementID] = a
 	}
-	slices.SortFunc(ids, func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) })
-	n := len(ids)
-	mid, pid := make([][16]byte, n), make([][16]byte, n)
-	var d, a legColumns
-	d.make(n)
-	a.make(n)
-	for i, id := range ids {
-		m, _ := l.Movement(id)
-		mid[i], pid[i] = [16]byte(id), [16]byte(m.ProductID)
-		if added[id].departure {
-			d.set(i, m.Departure)
+	byID := func(a, b domain.MovementID) int { return slices.Compare(a[:], b[:]) }
+	if len(updated) > 0 {
+		slices.SortFunc(updated, byID)
+		n := len(updated)
+		mid, pid := make([][16]byte, n), make([][16]byte, n)
+		var d, a legColumns
+		d.make(n)
+		a.make(n)
+		for i, id := range updated {
+			m, _ := l.Movement(id)
+			mid[i], pid[i] = [16]byte(id), [16]byte(m.ProductID)
+			if added[id].departure {
+				d.set(i, m.Departure)
+			}
+			if added[id].arrival {
+				a.set(i, m.Arrival)
+			}
 		}
-		if added[id].arrival {
-			a.set(i, m.Arrival)
+		if err := updateMovements(ctx, tx, mid, pid, d, a); err != nil {
+			return err
 		}
 	}
-	res, err := exec(ctx, tx, `INSERT INTO movements AS m (movement_id, product_id,
-			departure_warehouse_id, departure_source, departure_at, departure_quantity,
-			arrival_warehouse_id, arrival_source, arrival_at, arrival_quantity)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::bigint[],
-			$7::uuid[], $8::text[], $9::timestamptz[], $10::bigint[])
-		ON CONFLICT (movement_id) DO UPDATE SET
-			departure_warehouse_id = coalesce(m.departure_warehouse_id, excluded.departure_warehouse_id),
-			departure_source = coalesce(m.departure_source, excluded.departure_source),
-			departure_at = coalesce(m.departure_at, excluded.departure_at),
-			departure_quantity = coalesce(m.departure_quantity, excluded.departure_quantity),
-			arrival_warehouse_id = coalesce(m.arrival_warehouse_id, excluded.arrival_warehouse_id),
-			arrival_source = coalesce(m.arrival_source, excluded.arrival_source),
-			arrival_at = coalesce(m.arrival_at, excluded.arrival_at),
-			arrival_quantity = coalesce(m.arrival_quantity, excluded.arrival_quantity)
-		WHERE m.product_id = excluded.product_id
-			AND (excluded.departure_at IS NULL OR m.departure_at IS NULL)
-			AND (excluded.arrival_at IS NULL OR m.arrival_at IS NULL)`,
+	if len(created) > 0 {
+		slices.SortFunc(created, byID)
+		rows := &movementRows{movements: make([]domain.Movement, len(created))}
+		for i, id := range created {
+			rows.movements[i], _ = l.Movement(id)
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"movements"}, movementCopyColumns, rows)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+			return errLostRace
+		}
+		if err != nil {
+			return fmt.Errorf("insert movements: %w", err)
+		}
+	}
+	return nil
+}
+
+// updateMovements adds legs to movement rows the batch read: only the legs it stored are
+// sent, a leg not sent is NULL in its arrays, which the update keeps (coalesce) and the
+// guard ignores. A row is written only while none of the legs sent is already there and
+// the product is the same (the update waits for, and then sees, a concurrent batch's
+// commit: it locks the row); a row not written means a race this batch lost.
+func updateMovements(ctx context.Context, tx pgx.Tx, mid, pid [][16]byte, d, a legColumns) error {
+	res, err := exec(ctx, tx, `UPDATE movements AS m SET
+			departure_warehouse_id = coalesce(m.departure_warehouse_id, u.dw),
+			departure_source = coalesce(m.departure_source, u.ds),
+			departure_at = coalesce(m.departure_at, u.dat),
+			departure_quantity = coalesce(m.departure_quantity, u.dq),
+			arrival_warehouse_id = coalesce(m.arrival_warehouse_id, u.aw),
+			arrival_source = coalesce(m.arrival_source, u.asrc),
+			arrival_at = coalesce(m.arrival_at, u.aat),
+			arrival_quantity = coalesce(m.arrival_quantity, u.aq)
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::bigint[],
+			$7::uuid[], $8::text[], $9::timestamptz[], $10::bigint[]) AS u(id, p, dw, ds, dat, dq, aw, asrc, aat, aq)
+		WHERE m.movement_id = u.id AND m.product_id = u.p
+			AND (u.dat IS NULL OR m.departure_at IS NULL)
+			AND (u.aat IS NULL OR m.arrival_at IS NULL)`,
 		mid, pid, d.warehouse, d.source, d.at, d.quantity, a.warehouse, a.source, a.at, a.quantity)
 	if err != nil {
-		return fmt.Errorf("upsert movements: %w", err)
+		return fmt.Errorf("update movements: %w", err)
 	}
-	if res.RowsAffected() != int64(n) {
+	if res.RowsAffected() != int64(len(mid)) {
 		return errLostRace
 	}
 	return nil
+}
+
+// movementCopyColumns are the columns writeMovements copies, in movementRows' order (the
+// generated moved_at and status are computed by the server).
+var movementCopyColumns = []string{"movement_id", "product_id",
+	"departure_warehouse_id", "departure_source", "departure_at", "departure_quantity",
+	"arrival_warehouse_id", "arrival_source", "arrival_at", "arrival_quantity"}
+
+// movementRows is a pgx.CopyFromSource over new movements, one row of
+// movementCopyColumns each; a leg not seen is NULL in all its columns.
+type movementRows struct {
+	movements []domain.Movement
+	next      int
+	row       [10]any
+}
+
+func (r *movementRows) Next() bool { r.next++; return r.next <= len(r.movements) }
+func (r *movementRows) Err() error { return nil }
+
+func (r *movementRows) Values() ([]any, error) {
+	m := &r.movements[r.next-1]
+	r.row = [10]any{[16]byte(m.ID), [16]byte(m.ProductID)}
+	for i, l := range [2]*domain.Leg{m.Departure, m.Arrival} {
+		if l != nil {
+			leg := r.row[2+4*i : 6+4*i]
+			leg[0], leg[1], leg[2], leg[3] = [16]byte(l.WarehouseID), l.Source, l.Timestamp, l.Quantity
+		}
+	}
+	return r.row[:], nil
 }
 
 // writeStock writes the final quantity and event count of every stock row a stored
