@@ -2,6 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"warehouse/ports"
 )
@@ -59,3 +63,35 @@ func (s *Store) RouteReadsQueued() int {
 
 // RouteFilterRoundTrip is f through the comparable key that identical requests share.
 func RouteFilterRoundTrip(f ports.RouteFilter) ports.RouteFilter { return routeKeyOf(f).filter() }
+
+// JSONB marks a CopyBinary field to be written as jsonb.
+type JSONB []byte
+
+// CopyBinary copies rows into columns of table in tx with the write path's binary COPY.
+// A field is nil (NULL), a [16]byte (uuid), a string (text), an int64 (bigint), a
+// time.Time (timestamptz) or a JSONB.
+func CopyBinary(ctx context.Context, tx pgx.Tx, table string, columns []string, rows [][]any) error {
+	c := newBinaryCopy(0)
+	for _, r := range rows {
+		c.row(len(r))
+		for _, f := range r {
+			switch v := f.(type) {
+			case nil:
+				c.null()
+			case [16]byte:
+				c.uuid(v)
+			case string:
+				c.text(v)
+			case int64:
+				c.int8(v)
+			case time.Time:
+				c.timestamptz(v)
+			case JSONB:
+				c.jsonb(v)
+			default:
+				return fmt.Errorf("field of type %T", f)
+			}
+		}
+	}
+	return copyIn(ctx, tx, table, columns, c)
+}

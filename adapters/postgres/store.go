@@ -431,33 +431,9 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 	return logChanges(ctx, tx, stored, l)
 }
 
-// eventColumns are the columns insertEvents copies, in eventRows' order.
+// eventColumns are the columns insertEvents copies, in the order it writes them.
 var eventColumns = []string{"source", "id", "movement_id", "event", "warehouse_id", "product_id",
 	"quantity", "occurred_at", "event_time", "attributes"}
-
-// eventRows is a pgx.CopyFromSource over events, one row of eventColumns each.
-type eventRows struct {
-	events []domain.Event
-	next   int
-	row    [10]any
-}
-
-func (r *eventRows) Next() bool { r.next++; return r.next <= len(r.events) }
-func (r *eventRows) Err() error { return nil }
-
-func (r *eventRows) Values() ([]any, error) {
-	e := &r.events[r.next-1]
-	var eventTime, attrs any
-	if !e.Time.IsZero() {
-		eventTime = e.Time
-	}
-	if len(e.Attributes) > 0 {
-		attrs = e.Attributes // raw JSON: pgx sends a []byte to jsonb as it is
-	}
-	r.row = [10]any{e.Source, e.ID, [16]byte(e.MovementID), string(e.Kind), [16]byte(e.WarehouseID),
-		[16]byte(e.ProductID), e.Quantity, e.Timestamp, eventTime, attrs}
-	return r.row[:], nil
-}
 
 // insertEvents inserts the stored events; one whose identity a concurrent batch committed
 // first violates the primary key and is reported as a lost race. (A second event for a
@@ -475,15 +451,30 @@ func insertEvents(ctx context.Context, tx pgx.Tx, stored []domain.Event) error {
 	// server inserts them in multi-row batches; a unique violation aborts it like any
 	// statement. No ON CONFLICT DO NOTHING, which would cost a speculative insertion per
 	// row to handle a race that is rare: the batch is judged again instead.
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, &eventRows{events: sorted})
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-		return errLostRace
+	c := newBinaryCopy(len(sorted) * 320)
+	for i := range sorted {
+		e := &sorted[i]
+		c.row(len(eventColumns))
+		c.text(e.Source)
+		c.text(e.ID)
+		c.uuid(e.MovementID)
+		c.text(string(e.Kind))
+		c.uuid(e.WarehouseID)
+		c.uuid(e.ProductID)
+		c.int8(e.Quantity)
+		c.timestamptz(e.Timestamp)
+		if e.Time.IsZero() {
+			c.null()
+		} else {
+			c.timestamptz(e.Time)
+		}
+		if len(e.Attributes) > 0 {
+			c.jsonb(e.Attributes) // raw JSON, as the codec checked it
+		} else {
+			c.null()
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("insert events: %w", err)
-	}
-	return nil
+	return copyIn(ctx, tx, "events", eventColumns, c)
 }
 
 // writeMovements writes the legs the batch stored into their movement rows: a movement
@@ -539,18 +530,27 @@ func writeMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *do
 	}
 	if len(created) > 0 {
 		slices.SortFunc(created, byID)
-		rows := &movementRows{movements: make([]domain.Movement, len(created))}
-		for i, id := range created {
-			rows.movements[i], _ = l.Movement(id)
+		c := newBinaryCopy(len(created) * 200)
+		for _, id := range created {
+			m, _ := l.Movement(id)
+			c.row(len(movementCopyColumns))
+			c.uuid(m.ID)
+			c.uuid(m.ProductID)
+			for _, leg := range [2]*domain.Leg{m.Departure, m.Arrival} {
+				if leg == nil {
+					c.null()
+					c.null()
+					c.null()
+					c.null()
+					continue
+				}
+				c.uuid(leg.WarehouseID)
+				c.text(leg.Source)
+				c.timestamptz(leg.Timestamp)
+				c.int8(leg.Quantity)
+			}
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"movements"}, movementCopyColumns, rows)
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-			return errLostRace
-		}
-		if err != nil {
-			return fmt.Errorf("insert movements: %w", err)
-		}
+		return copyIn(ctx, tx, "movements", movementCopyColumns, c)
 	}
 	return nil
 }
@@ -585,34 +585,12 @@ func updateMovements(ctx context.Context, tx pgx.Tx, mid, pid [][16]byte, d, a l
 	return nil
 }
 
-// movementCopyColumns are the columns writeMovements copies, in movementRows' order (the
-// generated moved_at and status are computed by the server).
+// movementCopyColumns are the columns writeMovements copies, in the order it writes
+// them (the generated moved_at and status are computed by the server); a leg not seen is
+// NULL in all its columns.
 var movementCopyColumns = []string{"movement_id", "product_id",
 	"departure_warehouse_id", "departure_source", "departure_at", "departure_quantity",
 	"arrival_warehouse_id", "arrival_source", "arrival_at", "arrival_quantity"}
-
-// movementRows is a pgx.CopyFromSource over new movements, one row of
-// movementCopyColumns each; a leg not seen is NULL in all its columns.
-type movementRows struct {
-	movements []domain.Movement
-	next      int
-	row       [10]any
-}
-
-func (r *movementRows) Next() bool { r.next++; return r.next <= len(r.movements) }
-func (r *movementRows) Err() error { return nil }
-
-func (r *movementRows) Values() ([]any, error) {
-	m := &r.movements[r.next-1]
-	r.row = [10]any{[16]byte(m.ID), [16]byte(m.ProductID)}
-	for i, l := range [2]*domain.Leg{m.Departure, m.Arrival} {
-		if l != nil {
-			leg := r.row[2+4*i : 6+4*i]
-			leg[0], leg[1], leg[2], leg[3] = [16]byte(l.WarehouseID), l.Source, l.Timestamp, l.Quantity
-		}
-	}
-	return r.row[:], nil
-}
 
 // writeStock writes the final quantity and event count of every stock row a stored
 // event changed, in sorted key order: an existing row by compare-and-set on the quantity
