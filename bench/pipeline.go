@@ -479,6 +479,7 @@ What it says, on this machine on that day:
   events retried).
 - **Since then** the consumer applies a batch in two transactions at once, split by product (` + "`CONSUMER_LANES`" + `,
   which keeps each product's order): the store is no longer one backend applying one batch at a time. In the
-  ` + "`make bench`" + ` run of 14:13 the batch pipeline measured 2.50× of the single-event one, with the host 82 % busy;
-  these variants were not run again.
+  ` + "`make bench`" + ` run of 14:13 the batch pipeline measured 2.50× of the single-event one, with the host 82 % busy,
+  and 2.47× at 15:47 (85 % busy, on a slower machine), after the write path shed CPU that both pipelines
+  spend (no movement upsert, its COPY data written by hand); these variants were not run again.
 `
