@@ -103,7 +103,8 @@ const maxRaceRetries = 5
 //  1. it reads the batch's movements and stock rows (without locks);
 //  2. it judges the events in order in a domain.Ledger holding what it read;
 //  3. it writes back the stored events, the movements they complete and the final stock,
-//     each with one set-based statement, in sorted key order.
+//     by COPY (events, new movements) or one set-based statement (known movements,
+//     stock), in sorted key order.
 //
 // Both movements and stock are optimistic: the stock update is a compare-and-set on the
 // quantity the batch judged against (a departure stored in the batch is valid for that
