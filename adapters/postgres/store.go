@@ -110,11 +110,11 @@ const maxRaceRetries = 5
 // quantity the batch judged against (a departure stored in the batch is valid for that
 // starting quantity and no other), a new stock row is a plain insert, and a concurrent
 // batch that wrote the same movement is caught by the primary keys of events and
-// movements and by the guarded movement update. When any of them fails the batch has lost a race: it rolls
-// back and is judged again, this time locking its stock rows first (see lockStock), so a
-// busy stock row costs one wasted attempt rather than an unbounded series of them; and
-// for a while (lockingSpell) every batch locks from its first attempt. A consumer that
-// runs alone never loses, and pays for no lock.
+// movements and by the guarded movement update. When any of them fails the batch has
+// lost a race: it rolls back and is judged again, this time locking its stock rows first
+// (see lockStock), so a busy stock row costs one wasted attempt rather than an unbounded
+// series of them; and for a while (lockingSpell) every batch locks from its first
+// attempt. A consumer that runs alone never loses, and pays for no lock.
 func (s *Store) Apply(ctx context.Context, events []domain.Event) ([]error, error) {
 	if len(events) == 0 {
 		return nil, nil
