@@ -38,24 +38,24 @@ func TestAlertsGoPending(t *testing.T) {
 
 	root, err := moduleRoot()
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	shipped, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "alerts.yml"))
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	rules := strings.NewReplacer(`consumer_last_commit_timestamp_seconds)) > 300`, `consumer_last_commit_timestamp_seconds)) > 10`,
 		`queue="warehouse.movements"`, `queue="`+s.topo.Queue+`"`).Replace(string(shipped))
 	if rules == string(shipped) || !strings.Contains(rules, s.topo.Queue) || !strings.Contains(rules, ")) > 10") {
-		t.Fatal("the shipped stall rule no longer has the shape this test edits")
+		s.fatalf("the shipped stall rule no longer has the shape this test edits")
 	}
 	promPort, err := freePort()
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	dir := filepath.Join(s.dir, "prometheus")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	config := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: [alerts.yml]
@@ -70,12 +70,12 @@ scrape_configs:
 `, c.addr, s.env.rmq.promPort)
 	for name, content := range map[string]string{"prometheus.yml": config, "alerts.yml": rules} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
+			s.fatalf("%v", err)
 		}
 	}
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	defer logf.Close()
 	prom := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -83,7 +83,7 @@ scrape_configs:
 	prom.Stdout, prom.Stderr = logf, logf
 	prom.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := prom.Start(); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
 	api := fmt.Sprintf("http://127.0.0.1:%d/api/v1/", promPort)
@@ -110,12 +110,12 @@ scrape_configs:
 	l.waitConfirmed(len(st.msgs) / 4)
 	s.waitUntil("the service has stored events", func() bool { return s.eventCount() > 0 })
 	if a := alertStates(t, api); len(a) != 0 {
-		t.Errorf("alerts while the service consumes: %v", a)
+		s.errorf("alerts while the service consumes: %v", a)
 	}
 	checkDashboardRows(t, root, api, s.topo.Queue)
 
 	if err := pg.stopFast(s.ctx); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	stopped := time.Now()
 	l.wait() // the rest of the stream waits in the queue
@@ -139,7 +139,7 @@ scrape_configs:
 	}
 
 	if err := pg.start(s.ctx); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	s.settle(want{stored: st.stored, stock: st.stock})
 }

@@ -186,10 +186,10 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 	// consumers reconnect and produce publishes again what was not confirmed.
 	leader, members, err := cl.queueInfo(s.ctx, s.topo.Queue)
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	if len(members) != len(cl.nodes) {
-		t.Fatalf("the input queue is replicated on %v, want every node of the cluster", members)
+		s.fatalf("the input queue is replicated on %v, want every node of the cluster", members)
 	}
 	s.amqpURL = cl.urlFrom(leader)
 	s.extraEnv = []string{"AMQP_NODE_ORDER=listed"}
@@ -201,7 +201,7 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 	seed := fmt.Sprint(time.Now().UnixNano() % 1_000_000_007)
 	prodLog, err := os.Create(filepath.Join(s.dir, "produce.log"))
 	if err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	defer prodLog.Close()
 	prod := exec.CommandContext(s.ctx, s.env.bin, "produce", "--count", fmt.Sprint(clusterEvents), "--seed", seed,
@@ -209,34 +209,34 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 	prod.Dir, prod.Env = s.dir, s.childEnv("127.0.0.1:0")
 	prod.Stdout, prod.Stderr = prodLog, prodLog
 	if err := prod.Start(); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	prodDone := make(chan error, 1)
 	go func() { prodDone <- prod.Wait() }()
 
 	s.waitUntil("a quarter of the stream stored", func() bool { return s.eventCount() >= clusterEvents/4 })
 	if now, err := cl.leaderOf(s.ctx, s.topo.Queue); err != nil || now != leader {
-		t.Fatalf("the input queue's leader moved before the fault: %v, %v", now, err)
+		s.fatalf("the input queue's leader moved before the fault: %v, %v", now, err)
 	}
 	nodesBefore := []string{nodeOf(run), nodeOf(second)}
 	before := s.eventCount()
 	stopping := time.Now()
 	if out, err := leader.ctl(s.ctx, "stop_app"); err != nil {
-		t.Fatalf("stop_app on %s: %v\n%s", leader.node, err, out)
+		s.fatalf("stop_app on %s: %v\n%s", leader.node, err, out)
 	}
 	stopped := time.Now()
 	s.sleep(clusterDownFor)
 	newLeader, _ := cl.leaderOf(s.ctx, s.topo.Queue)
 	if out, err := leader.ctl(s.ctx, "start_app"); err != nil {
-		t.Fatalf("start_app on %s: %v\n%s", leader.node, err, out)
+		s.fatalf("start_app on %s: %v\n%s", leader.node, err, out)
 	}
 	select {
 	case err := <-prodDone:
 		if err != nil {
-			t.Fatalf("produce: %v\n%s", err, tail(prodLog.Name(), 20))
+			s.fatalf("produce: %v\n%s", err, tail(prodLog.Name(), 20))
 		}
 	case <-s.ctx.Done():
-		t.Fatalf("produce did not finish\n%s", tail(prodLog.Name(), 20))
+		s.fatalf("produce did not finish\n%s", tail(prodLog.Name(), 20))
 	}
 	tt := s.settle(want{stored: clusterEvents, stock: readExpected(t, expectPath)})
 
@@ -255,25 +255,25 @@ func TestRabbitClusterNodeLoss(t *testing.T) {
 		leader.node, stopped.Sub(stopping).Seconds(), before, clusterDownFor, newLeaderName, secs(rec, ok), nodesBefore, nodesAfter,
 		strings.TrimSpace(republished), tt)
 	if !ok || rec > clusterResumeWithin {
-		t.Errorf("commits paused for %s after the node loss, want consumption resumed within %s", secs(rec, ok), clusterResumeWithin)
+		s.errorf("commits paused for %s after the node loss, want consumption resumed within %s", secs(rec, ok), clusterResumeWithin)
 	}
 	if !run.alive() || !second.alive() || run.starts != 1 || second.starts != 1 {
-		t.Error("a service process exited during the node loss")
+		s.errorf("a service process exited during the node loss")
 	}
 	lost := leader.url()
 	lost = lost[strings.Index(lost, "@"):]
 	for i, n := range nodesBefore {
 		if !strings.HasSuffix(n, lost) {
-			t.Errorf("process %d was on %s before the fault, want the leader's node (…%s)", i, n, lost)
+			s.errorf("process %d was on %s before the fault, want the leader's node (…%s)", i, n, lost)
 		}
 	}
 	for i, n := range nodesAfter {
 		if n == "?" || strings.HasSuffix(n, lost) {
-			t.Errorf("process %d is on %s after the fault, want another node than the one lost", i, n)
+			s.errorf("process %d is on %s after the fault, want another node than the one lost", i, n)
 		}
 	}
 	if n, _ := grepFile(prodLog.Name(), "publishing again"); n == 0 {
-		t.Error("produce never connected again: it did not lose its node")
+		s.errorf("produce never connected again: it did not lose its node")
 	}
 }
 
@@ -304,15 +304,19 @@ func longestStall(samples []sample, t0 time.Time, all int64) (time.Duration, boo
 	return longest, false
 }
 
-// nodeOf is the broker node a process's /readyz names.
+// nodeOf is the broker node a process's /readyz names, "?" when five tries 200 ms apart
+// get no answer that names one (a /readyz that times out once is not a wrong node).
 func nodeOf(c *consumer) string {
-	var body struct {
-		Node string `json:"consumer_node"`
+	for try := 0; try < 5; try++ {
+		var body struct {
+			Node string `json:"consumer_node"`
+		}
+		if json.Unmarshal([]byte(c.readyBody()), &body) == nil && body.Node != "" {
+			return body.Node
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if json.Unmarshal([]byte(c.readyBody()), &body) != nil || body.Node == "" {
-		return "?"
-	}
-	return body.Node
+	return "?"
 }
 
 // readExpected reads the stock that produce --expect wrote.

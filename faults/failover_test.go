@@ -187,14 +187,14 @@ func testFailover(t *testing.T, synchronous bool) {
 	before := s.eventCount()
 	stopping := time.Now()
 	if err := pair.primary.stop(); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	stopped := time.Now()
 	pair.wal.cut()
 	pair.wal.held.Store(false)
 	s.sleep(failoverPromoteAfter)
 	if err := pair.promote(s.ctx); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	promoted := time.Now()
 	l.wait()
@@ -221,25 +221,25 @@ func testFailover(t *testing.T, synchronous bool) {
 		name, before, stopped.Sub(stopping).Seconds(), promoted.Sub(stopped).Seconds(), secs(rec, ok), secs(ready, rok), notReady,
 		lost, st.stored, tt)
 	if notReady == 0 {
-		t.Error("/readyz never answered 503 while there was no primary")
+		s.errorf("/readyz never answered 503 while there was no primary")
 	}
 	if !rok {
-		t.Error("/readyz did not answer 200 again after the promotion")
+		s.errorf("/readyz did not answer 200 again after the promotion")
 	}
 	if !ok || rec > failoverResumeWithin {
-		t.Errorf("ingest resumed %s after the promotion, want within %s", secs(rec, ok), failoverResumeWithin)
+		s.errorf("ingest resumed %s after the promotion, want within %s", secs(rec, ok), failoverResumeWithin)
 	}
 	if synchronous && lost != 0 {
-		t.Errorf("synchronous replication lost %d acked events", lost)
+		s.errorf("synchronous replication lost %d acked events", lost)
 	}
 	// What the README says of asynchronous replication: the commits the standby had not
 	// received are lost, acked though they were. The standby received nothing for
 	// failoverLag while events were stored at some thousands a second.
 	if !synchronous && lost == 0 {
-		t.Errorf("asynchronous replication lost no acked event although the standby received nothing for %s before the primary died", failoverLag)
+		s.errorf("asynchronous replication lost no acked event although the standby received nothing for %s before the primary died", failoverLag)
 	}
 	if !c.alive() || c.starts != 1 {
-		t.Error("the service exited during the failover")
+		s.errorf("the service exited during the failover")
 	}
 }
 
@@ -290,10 +290,10 @@ func (s *scenario) settleLossy(published int64) totals {
 	for range tt.dead {
 		d, ok, err := ch.Get(s.topo.DeadLetterQueue, false)
 		if err != nil || !ok {
-			s.t.Fatalf("read dead letters: %v (got one: %v)", err, ok)
+			s.fatalf("read dead letters: %v (got one: %v)", err, ok)
 		}
 		if reason := fmt.Sprint(d.Headers[amqpadapter.ReasonHeader]); reason != "insufficient_stock" {
-			s.t.Errorf("dead letter with reason %q (detail %v): after a lossy failover only departures short of stock may be refused",
+			s.errorf("dead letter with reason %q (detail %v): after a lossy failover only departures short of stock may be refused",
 				reason, d.Headers[amqpadapter.DetailHeader])
 		}
 	}

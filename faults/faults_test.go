@@ -46,10 +46,10 @@ func TestKill9(t *testing.T) {
 	prx.cut() // the held acks die with the connection
 	prx.held.Store(false)
 	if state == nil {
-		t.Fatal("the consumer did not die of SIGKILL within 5s")
+		s.fatalf("the consumer did not die of SIGKILL within 5s")
 	}
 	if ws, ok := state.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("the consumer ended with %v, not SIGKILL", state)
+		s.fatalf("the consumer ended with %v, not SIGKILL", state)
 	}
 	killed := time.Now()
 	killedAt := s.eventCount()
@@ -57,7 +57,7 @@ func TestKill9(t *testing.T) {
 	// committed but never acked, and the restart must not count them again.
 	redelivered, storedRedelivered, _ := s.inspectQueue()
 	if storedRedelivered == 0 {
-		t.Errorf("no redelivered message is stored: the kill did not land between a commit and its ack, as this test means it to")
+		s.errorf("no redelivered message is stored: the kill did not land between a commit and its ack, as this test means it to")
 	}
 	s.sleep(time.Second - time.Since(killed)) // down for at least 1s while events keep arriving
 	restarted := time.Now()
@@ -72,7 +72,7 @@ func TestKill9(t *testing.T) {
 		secs(rec, ok), secs(ready, rok), killedAt, st.stored, restarted.Sub(killed).Seconds(),
 		redelivered, storedRedelivered, c.metric("movements_duplicates_total"), tt)
 	if !ok {
-		t.Error("no commit after the restart")
+		s.errorf("no commit after the restart")
 	}
 }
 
@@ -88,7 +88,7 @@ func TestCloseConnections(t *testing.T) {
 
 	injected := time.Now()
 	if out, err := s.env.rmq.ctl(s.ctx, "close_all_connections", "--global", "test"); err != nil {
-		t.Fatalf("%v: %s", err, out)
+		s.fatalf("%v: %s", err, out)
 	}
 	closed := time.Now()
 	s.waitUntil("the consumer reports the lost connection", func() bool {
@@ -109,7 +109,7 @@ func TestCloseConnections(t *testing.T) {
 		"rabbitmqctl took %.2fs; publisher batches re-published=%d; %s",
 		reconnected.Sub(lost).Seconds(), secs(rec, ok), closed.Sub(injected).Seconds(), l.failures.Load(), tt)
 	if c.starts != 1 || !c.alive() {
-		t.Error("the consumer process exited instead of reconnecting")
+		s.errorf("the consumer process exited instead of reconnecting")
 	}
 }
 
@@ -133,7 +133,7 @@ func TestQueueDeleted(t *testing.T) {
 	deleted := time.Now()
 	purged, err := ch.QueueDelete(s.topo.Queue, false, false, false)
 	if err != nil {
-		t.Fatalf("delete queue: %v", err)
+		s.fatalf("delete queue: %v", err)
 	}
 	_ = ch.Close()
 	l.stop()
@@ -154,7 +154,7 @@ func TestQueueDeleted(t *testing.T) {
 		stock: st.stock, otherRows: true,
 	})
 	if n := s.countEventsOf(st.warehouses); n != st.stored {
-		t.Errorf("the ledger holds %d events of the load published after the deletion, want exactly %d", n, st.stored)
+		s.errorf("the ledger holds %d events of the load published after the deletion, want exactly %d", n, st.stored)
 	}
 	doomedStored := tt.events - st.stored
 	rec, ok := m.commitAfter(published)
@@ -164,7 +164,7 @@ func TestQueueDeleted(t *testing.T) {
 		redeclared.Sub(deleted).Seconds(), consumers, secs(rec, ok), purged, l.confirmed.Load(), doomedStored,
 		s.countEventsOf(st.warehouses), st.stored, st.stockTotal(), tt)
 	if !c.alive() {
-		t.Error("the consumer process exited")
+		s.errorf("the consumer process exited")
 	}
 }
 
@@ -177,7 +177,7 @@ func TestBrokerRestart(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if out, err := s.env.rmq.ctl(ctx, "start_app"); err != nil {
-			t.Errorf("restore RabbitMQ: %v: %s", err, out)
+			s.errorf("restore RabbitMQ: %v: %s", err, out)
 		}
 	})
 	st := newStream(t, loadEvents, 0.03)
@@ -188,12 +188,12 @@ func TestBrokerRestart(t *testing.T) {
 
 	stopping := time.Now()
 	if out, err := s.env.rmq.ctl(s.ctx, "stop_app"); err != nil {
-		t.Fatalf("%v: %s", err, out)
+		s.fatalf("%v: %s", err, out)
 	}
 	stopped := time.Now()
 	s.sleep(5 * time.Second)
 	if out, err := s.env.rmq.ctl(s.ctx, "start_app"); err != nil {
-		t.Fatalf("%v: %s", err, out)
+		s.fatalf("%v: %s", err, out)
 	}
 	started := time.Now()
 	l.wait()
@@ -208,13 +208,13 @@ func TestBrokerRestart(t *testing.T) {
 		secs(rec, ok), secs(reconnected.Sub(started), cok), secs(ready, rok),
 		stopped.Sub(stopping).Seconds(), started.Sub(stopped).Seconds(), notReady, l.failures.Load(), tt)
 	if notReady == 0 {
-		t.Error("/readyz never answered 503 while the broker was down")
+		s.errorf("/readyz never answered 503 while the broker was down")
 	}
 	if !rok {
-		t.Error("/readyz did not answer 200 again after the broker came back")
+		s.errorf("/readyz did not answer 200 again after the broker came back")
 	}
 	if !c.alive() {
-		t.Error("the consumer process exited")
+		s.errorf("the consumer process exited")
 	}
 }
 
@@ -233,7 +233,7 @@ func TestDatabaseOutage(t *testing.T) {
 
 	stopping := time.Now()
 	if err := pg.stopFast(s.ctx); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	stopped := time.Now()
 	s.sleep(8 * time.Second)
@@ -243,16 +243,16 @@ func TestDatabaseOutage(t *testing.T) {
 	heldBody := c.readyBody()
 	s.sleep(2 * time.Second)
 	if err := pg.start(s.ctx); err != nil {
-		t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	started := time.Now()
 	l.wait()
 	tt := s.settle(want{stored: st.stored, stock: st.stock})
 	if pausedState != 1 {
-		t.Errorf(`while PostgreSQL was down: consumer_state{state="paused"} = %v, want 1`, pausedState)
+		s.errorf(`while PostgreSQL was down: consumer_state{state="paused"} = %v, want 1`, pausedState)
 	}
 	if heldBatches != 1 || !strings.Contains(heldBody, `"reason":"store unavailable"`) {
-		t.Errorf("while PostgreSQL was down: consumer_held_batches = %v, /readyz body %s; want 1 held batch, reason store unavailable", heldBatches, heldBody)
+		s.errorf("while PostgreSQL was down: consumer_held_batches = %v, /readyz body %s; want 1 held batch, reason store unavailable", heldBatches, heldBody)
 	}
 
 	notReady := m.notReady(stopped, started)
@@ -268,13 +268,13 @@ func TestDatabaseOutage(t *testing.T) {
 		"pg_ctl stop -m fast took %.2fs, down %.2fs; /readyz 503 in %d samples while down; %d held-batch retries logged; %s",
 		secs(rec, ok), secs(ready, rok), stopped.Sub(stopping).Seconds(), started.Sub(stopped).Seconds(), notReady, held, tt)
 	if notReady == 0 {
-		t.Error("/readyz never answered 503 while PostgreSQL was down")
+		s.errorf("/readyz never answered 503 while PostgreSQL was down")
 	}
 	if !rok {
-		t.Error("/readyz did not answer 200 again after PostgreSQL came back")
+		s.errorf("/readyz did not answer 200 again after PostgreSQL came back")
 	}
 	if !c.alive() || c.starts != 1 {
-		t.Error("the consumer process exited during the outage")
+		s.errorf("the consumer process exited during the outage")
 	}
 }
 
@@ -299,7 +299,7 @@ func TestTerminateBackends(t *testing.T) {
 		err := s.probe.QueryRowContext(s.ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 			WHERE application_name = 'warehouse' AND datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n)
 		if err != nil {
-			t.Fatalf("pg_terminate_backend: %v", err)
+			s.fatalf("pg_terminate_backend: %v", err)
 		}
 		at = append(at, time.Now())
 		terminated = append(terminated, n)
@@ -319,10 +319,10 @@ func TestTerminateBackends(t *testing.T) {
 	t.Logf("FAULT pg_terminate_backend: recovered in %.2fs (worst of 3 rounds, termination to next commit: %s); %s",
 		worst.Seconds(), strings.Join(rounds, ", "), tt)
 	if total == 0 {
-		t.Error("no warehouse session was found to terminate")
+		s.errorf("no warehouse session was found to terminate")
 	}
 	if !c.alive() || c.starts != 1 {
-		t.Error("the consumer process exited")
+		s.errorf("the consumer process exited")
 	}
 }
 
@@ -345,7 +345,7 @@ func TestRacingConsumers(t *testing.T) {
 		// serialization failure (the store reports codes as "postgres 40P01: …").
 		n, line := c.grep("deadlock", "postgres 40P01")
 		if n > 0 {
-			t.Errorf("%s logged %d lines about deadlocks, the first: %s", c.name, n, line)
+			s.errorf("%s logged %d lines about deadlocks, the first: %s", c.name, n, line)
 		}
 		deadlocks += n
 		n, _ = c.grep("postgres 40001")
@@ -354,7 +354,7 @@ func TestRacingConsumers(t *testing.T) {
 		retried += c.metric("movements_retried_total")
 		dups += c.metric("movements_duplicates_total")
 		if !c.alive() {
-			t.Errorf("%s exited", c.name)
+			s.errorf("%s exited", c.name)
 		}
 	}
 	t.Logf("FAULT race3: settled in %.2fs (last confirm to a complete, quiet ledger; no outage to recover from; 3 consumers, %d hot stock rows); "+
@@ -364,7 +364,7 @@ func TestRacingConsumers(t *testing.T) {
 		cs[0].metric("movements_stored_total"), cs[1].metric("movements_stored_total"), cs[2].metric("movements_stored_total"),
 		stored, retried, dups, tt)
 	if stored != float64(st.stored) {
-		t.Errorf("the consumers' movements_stored_total add up to %.0f, want %d", stored, st.stored)
+		s.errorf("the consumers' movements_stored_total add up to %.0f, want %d", stored, st.stored)
 	}
 }
 
@@ -386,16 +386,16 @@ func TestSigtermUnderLoad(t *testing.T) {
 	state := c.waitExit(shutdownTimeout + 5*time.Second)
 	exit := time.Since(termed)
 	if state == nil {
-		t.Fatalf("the consumer did not exit within %s of SIGTERM", shutdownTimeout+5*time.Second)
+		s.fatalf("the consumer did not exit within %s of SIGTERM", shutdownTimeout+5*time.Second)
 	}
 	if !state.Success() {
-		t.Errorf("the consumer exited with %v after SIGTERM, want 0", state)
+		s.errorf("the consumer exited with %v after SIGTERM, want 0", state)
 	}
 	if exit > shutdownTimeout {
-		t.Errorf("the consumer took %s to exit, SHUTDOWN_TIMEOUT is %s", exit, shutdownTimeout)
+		s.errorf("the consumer took %s to exit, SHUTDOWN_TIMEOUT is %s", exit, shutdownTimeout)
 	}
 	if _, ok := c.firstLog("stopped", termed); !ok {
-		t.Error(`the consumer did not log "stopped"`)
+		s.errorf(`the consumer did not log "stopped"`)
 	}
 	storedAtExit := s.eventCount()
 	l.wait()
@@ -404,7 +404,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	// redelivered. None of them may be stored, or a committed batch went unacked.
 	redelivered, storedRedelivered, inQueue := s.inspectQueue()
 	if storedRedelivered != 0 {
-		t.Errorf("%d of the %d redelivered messages are already stored: the last batch was committed but not acked", storedRedelivered, redelivered)
+		s.errorf("%d of the %d redelivered messages are already stored: the last batch was committed but not acked", storedRedelivered, redelivered)
 	}
 
 	restarted := time.Now()
@@ -431,11 +431,11 @@ func (s *scenario) inspectQueue() (redelivered int, storedRedelivered int64, tot
 	ch := s.channel()
 	defer ch.Close() // requeues everything
 	if err := ch.Qos(ready+10, 0, false); err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	deliveries, err := ch.Consume(s.topo.Queue, "faults-inspector", false, false, false, false, nil)
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	var ids []domain.Identity
 	timeout := time.After(10 * time.Second)
@@ -444,7 +444,7 @@ func (s *scenario) inspectQueue() (redelivered int, storedRedelivered int64, tot
 		select {
 		case d = <-deliveries:
 		case <-timeout:
-			s.t.Fatalf("read %d of %d ready messages in 10s", total, ready)
+			s.fatalf("read %d of %d ready messages in 10s", total, ready)
 		}
 		total++
 		if d.Redelivered {

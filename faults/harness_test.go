@@ -75,6 +75,7 @@ type scenario struct {
 	mu        sync.Mutex
 	consumers []*consumer
 	amqpConn  *amqp091.Connection // for passive declares; redialed when lost
+	failures  []string            // what errorf and fatalf reported, repeated at the end
 }
 
 // newScenario creates a database (with `warehouse migrate up`) and declares a topology
@@ -120,6 +121,7 @@ func newScenarioOn(t *testing.T, name string, on scenarioOn) *scenario {
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.dumpLogs()
+			s.repeatFailures()
 		}
 		s.mu.Lock()
 		if s.amqpConn != nil {
@@ -184,7 +186,7 @@ func (s *scenario) channel() *amqp091.Channel {
 	s.t.Helper()
 	ch, err := s.tryChannel()
 	if err != nil {
-		s.t.Fatalf("broker channel: %v", err)
+		s.fatalf("broker channel: %v", err)
 	}
 	return ch
 }
@@ -251,7 +253,7 @@ func (s *scenario) waitUntil(what string, cond func() bool) {
 	for !cond() {
 		select {
 		case <-s.ctx.Done():
-			s.t.Fatalf("timed out waiting until %s", what)
+			s.fatalf("timed out waiting until %s", what)
 		case <-time.After(pollEvery):
 		}
 	}
@@ -328,7 +330,7 @@ func (s *scenario) startProcess(name, command, amqpURL string) *consumer {
 	s.t.Helper()
 	port, err := freePort()
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	c := &consumer{s: s, name: name, amqpURL: amqpURL, command: command, addr: fmt.Sprintf("127.0.0.1:%d", port), logPath: filepath.Join(s.dir, name+".log")}
 	s.mu.Lock()
@@ -391,7 +393,7 @@ func (c *consumer) signal(sig os.Signal) {
 	cmd := c.cmd
 	c.mu.Unlock()
 	if err := cmd.Process.Signal(sig); err != nil {
-		c.s.t.Fatalf("signal %v to %s: %v", sig, c.name, err)
+		c.s.fatalf("signal %v to %s: %v", sig, c.name, err)
 	}
 }
 
@@ -466,7 +468,7 @@ func (c *consumer) waitReady() {
 	c.s.t.Helper()
 	c.s.waitUntil(c.name+" answers /readyz with 200", func() bool {
 		if !c.alive() {
-			c.s.t.Fatalf("%s exited during start-up:\n%s", c.name, tail(c.logPath, 20))
+			c.s.fatalf("%s exited during start-up:\n%s", c.name, tail(c.logPath, 20))
 		}
 		return c.readyStatus() == http.StatusOK
 	})
@@ -560,6 +562,45 @@ func (c *consumer) grep(words ...string) (n int, first string) {
 		}
 	}
 	return n, first
+}
+
+// errorf marks the test failed, as t.Errorf does, and keeps the message for
+// repeatFailures.
+func (s *scenario) errorf(format string, args ...any) {
+	s.t.Helper()
+	s.keep(fmt.Sprintf(format, args...))
+	s.t.Errorf(format, args...)
+}
+
+// fatalf is errorf that stops the test, as t.Fatalf does.
+func (s *scenario) fatalf(format string, args ...any) {
+	s.t.Helper()
+	s.keep(fmt.Sprintf(format, args...))
+	s.t.Fatalf(format, args...)
+}
+
+func (s *scenario) keep(msg string) {
+	s.mu.Lock()
+	s.failures = append(s.failures, msg)
+	s.mu.Unlock()
+}
+
+// repeatFailures logs again, after the processes' logs, why the test failed: a CI
+// report that shows only the end of the output then still shows the reason.
+func (s *scenario) repeatFailures() {
+	s.mu.Lock()
+	failures := append([]string(nil), s.failures...)
+	s.mu.Unlock()
+	if len(failures) == 0 {
+		s.t.Logf("--- %s failed: see the messages above the processes' logs ---", s.t.Name())
+		return
+	}
+	for i, f := range failures {
+		if len(f) > 600 {
+			failures[i] = f[:600] + " …"
+		}
+	}
+	s.t.Logf("--- %s failed because ---\n%s", s.t.Name(), strings.Join(failures, "\n"))
 }
 
 func (s *scenario) dumpLogs() {
@@ -833,7 +874,7 @@ func (l *loader) waitConfirmed(n int) {
 		select {
 		case <-l.done:
 			if l.err != nil {
-				l.s.t.Fatalf("publisher stopped: %v", l.err)
+				l.s.fatalf("publisher stopped: %v", l.err)
 			}
 		default:
 		}
@@ -847,11 +888,11 @@ func (l *loader) wait() {
 	select {
 	case <-l.done:
 	case <-l.s.ctx.Done():
-		l.s.t.Fatalf("publisher still publishing at the deadline: %d of %d confirmed, %d failed publications, last error %v",
+		l.s.fatalf("publisher still publishing at the deadline: %d of %d confirmed, %d failed publications, last error %v",
 			l.confirmed.Load(), len(l.msgs), l.failures.Load(), l.lastErr.Load())
 	}
 	if l.err != nil {
-		l.s.t.Fatalf("publisher: %v", l.err)
+		l.s.fatalf("publisher: %v", l.err)
 	}
 }
 
@@ -991,7 +1032,7 @@ func (s *scenario) settle(w want) totals {
 	s.waitUntil(fmt.Sprintf("the ledger holds %d events and the queues are empty", w.stored), func() bool {
 		n := s.eventCount()
 		if n > w.storedMax {
-			s.t.Fatalf("DOUBLE COUNT: the ledger holds %d events, at most %d were published", n, w.storedMax)
+			s.fatalf("DOUBLE COUNT: the ledger holds %d events, at most %d were published", n, w.storedMax)
 		}
 		if n < w.stored {
 			return false
@@ -1013,28 +1054,28 @@ func (s *scenario) settle(w want) totals {
 	// the audit: every stock row and movement recomputed from the events
 	db, err := postgres.Open(postgres.Options{URL: s.dbURL, MaxConns: 2})
 	if err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	defer db.Close()
 	actx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	report, err := postgres.NewStore(db).Audit(actx)
 	if err != nil {
-		s.t.Fatalf("audit: %v", err)
+		s.fatalf("audit: %v", err)
 	}
 	tt.events, tt.stockTotal, tt.rows = report.Events, report.StockQuantity, report.StockRows
 	if !report.Sound() {
-		s.t.Errorf("AUDIT NOT SOUND: %d stock mismatches (first %+v), %d negative rows, %d movement mismatches (first %v)",
+		s.errorf("AUDIT NOT SOUND: %d stock mismatches (first %+v), %d negative rows, %d movement mismatches (first %v)",
 			len(report.Mismatches), first(report.Mismatches), report.NegativeRows, len(report.MovementMismatches), first(report.MovementMismatches))
 	}
 	if report.NegativeRows != 0 {
-		s.t.Errorf("%d stock rows are negative", report.NegativeRows)
+		s.errorf("%d stock rows are negative", report.NegativeRows)
 	}
 	switch {
 	case w.storedMax == w.stored && report.Events != w.stored:
-		s.t.Errorf("the ledger holds %d events, want exactly %d (lost %d)", report.Events, w.stored, w.stored-report.Events)
+		s.errorf("the ledger holds %d events, want exactly %d (lost %d)", report.Events, w.stored, w.stored-report.Events)
 	case report.Events < w.stored || report.Events > w.storedMax:
-		s.t.Errorf("the ledger holds %d events, want %d to %d", report.Events, w.stored, w.storedMax)
+		s.errorf("the ledger holds %d events, want %d to %d", report.Events, w.stored, w.storedMax)
 	}
 	s.checkStock(w)
 	tt.dead = s.checkDeadLetters(w.deadLetters)
@@ -1058,7 +1099,7 @@ func (s *scenario) checkStock(w want) {
 	s.t.Helper()
 	rows, err := s.probe.QueryContext(s.ctx, "SELECT warehouse_id, product_id, quantity FROM stock")
 	if err != nil {
-		s.t.Fatalf("read stock: %v", err)
+		s.fatalf("read stock: %v", err)
 	}
 	defer rows.Close()
 	got := map[domain.StockKey]int64{}
@@ -1066,12 +1107,12 @@ func (s *scenario) checkStock(w want) {
 		var wh, p uuid.UUID
 		var q int64
 		if err := rows.Scan(&wh, &p, &q); err != nil {
-			s.t.Fatal(err)
+			s.fatalf("%v", err)
 		}
 		got[domain.StockKey{Warehouse: domain.WarehouseID(wh), Product: domain.ProductID(p)}] = q
 	}
 	if err := rows.Err(); err != nil {
-		s.t.Fatal(err)
+		s.fatalf("%v", err)
 	}
 	var bad []string
 	for k, q := range w.stock {
@@ -1088,7 +1129,7 @@ func (s *scenario) checkStock(w want) {
 	}
 	sort.Strings(bad)
 	if len(bad) > 0 {
-		s.t.Errorf("STOCK WRONG on %d rows:\n%s", len(bad), strings.Join(bad, "\n"))
+		s.errorf("STOCK WRONG on %d rows:\n%s", len(bad), strings.Join(bad, "\n"))
 	}
 }
 
@@ -1098,12 +1139,12 @@ func (s *scenario) checkDeadLetters(want int) int {
 	s.t.Helper()
 	n, _, _, err := s.queueState(s.topo.DeadLetterQueue)
 	if err != nil {
-		s.t.Fatalf("dead-letter queue: %v", err)
+		s.fatalf("dead-letter queue: %v", err)
 	}
 	if n == want || want < 0 { // < 0: any number (the caller looks at them)
 		return n
 	}
-	s.t.Errorf("%d dead letters, want %d; the first ones:\n%s", n, want, s.peekDeadLetters(5))
+	s.errorf("%d dead letters, want %d; the first ones:\n%s", n, want, s.peekDeadLetters(5))
 	return n
 }
 
@@ -1142,7 +1183,7 @@ func (s *scenario) storedAmong(ids []domain.Identity) int64 {
 		JOIN unnest($1::text[], $2::text[]) AS r(source, id) ON e.source = r.source AND e.id = r.id`,
 		sources, eventIDs).Scan(&n)
 	if err != nil {
-		s.t.Fatalf("look up stored events: %v", err)
+		s.fatalf("look up stored events: %v", err)
 	}
 	return n
 }
@@ -1156,7 +1197,7 @@ func (s *scenario) countEventsOf(warehouses []domain.WarehouseID) int64 {
 	}
 	var n int64
 	if err := s.probe.QueryRowContext(s.ctx, "SELECT count(*) FROM events WHERE warehouse_id = ANY($1::uuid[])", ids).Scan(&n); err != nil {
-		s.t.Fatalf("count events: %v", err)
+		s.fatalf("count events: %v", err)
 	}
 	return n
 }
