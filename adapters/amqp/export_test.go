@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -92,9 +93,9 @@ func ScanNextAfterCancel(url, queue string, n int) error {
 		return err
 	}
 	defer s.close(context.Background()) //nolint:errcheck // the connection is already closed
-	for range n {
-		if _, _, err := s.next(ctx); err != nil {
-			return err
+	for i := range n {
+		if _, ok, err := s.next(ctx); err != nil || !ok {
+			return fmt.Errorf("take %d of %d before the cancel: ok %v, err %v (the scan's depth: %d)", i+1, n, ok, err, s.depth)
 		}
 	}
 	cancel()
