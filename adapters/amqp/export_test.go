@@ -94,8 +94,12 @@ func ScanNextAfterCancel(url, queue string, n int) error {
 	}
 	defer s.close(context.Background()) //nolint:errcheck // the connection is already closed
 	for i := range n {
-		if _, ok, err := s.next(ctx); err != nil || !ok {
-			return fmt.Errorf("take %d of %d before the cancel: ok %v, err %v (the scan's depth: %d)", i+1, n, ok, err, s.depth)
+		_, ok, err := s.next(ctx)
+		if err != nil {
+			return fmt.Errorf("take %d of %d before the cancel: %w", i+1, n, err)
+		}
+		if !ok {
+			return fmt.Errorf("take %d of %d before the cancel came back empty (the scan's depth: %d)", i+1, n, s.depth)
 		}
 	}
 	cancel()
