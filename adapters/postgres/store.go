@@ -539,10 +539,9 @@ func writeMovements(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *do
 			c.uuid(m.ProductID)
 			for _, leg := range [2]*domain.Leg{m.Departure, m.Arrival} {
 				if leg == nil {
-					c.null()
-					c.null()
-					c.null()
-					c.null()
+					for range 4 { // warehouse, source, time, quantity
+						c.null()
+					}
 					continue
 				}
 				c.uuid(leg.WarehouseID)
