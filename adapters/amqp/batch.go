@@ -193,15 +193,23 @@ type batchPart struct {
 	err   error
 }
 
+// yieldEvery is how many events of a batch message decodeBatchParts decodes between two
+// calls of its yield.
+const yieldEvery = 64
+
 // decodeBatchParts splits a batch message and decodes each element as a structured event.
-// A message that is not a well-formed batch is one error for the whole message.
-func decodeBatchParts(body []byte) ([]batchPart, error) {
+// A message that is not a well-formed batch is one error for the whole message. yield,
+// when not nil, is called before every yieldEvery-th event (see yieldToLanes).
+func decodeBatchParts(body []byte, yield func()) ([]batchPart, error) {
 	raws, err := splitBatch(body, false)
 	if err != nil {
 		return nil, err
 	}
 	parts := make([]batchPart, len(raws))
 	for i, raw := range raws {
+		if yield != nil && i%yieldEvery == 0 {
+			yield()
+		}
 		parts[i].body = raw
 		parts[i].event, parts[i].err = DecodeEvent(raw) // strict: what it accepts is valid JSON
 		if parts[i].err != nil && !json.Valid(raw) {

@@ -17,6 +17,22 @@ import (
 	"warehouse/ports"
 )
 
+// A consumer-only process has one P: decoding a batch message must let the lanes, whose
+// PostgreSQL replies wait for that P, run between its events (see yieldToLanes).
+func TestBatchDecodeYieldsBetweenEvents(t *testing.T) {
+	for _, n := range []int{1, 64, 65, 1000} {
+		events := make([]domain.Event, n)
+		for i := range events {
+			m, w, p := newIDs()
+			events[i] = movementEvent(t, domain.Departure, m, w, p, 1)
+		}
+		got, yields, err := amqpadapter.DecodeBatchYields(amqpadapter.EncodeBatch(events))
+		if want := (n + 63) / 64; err != nil || got != n || yields != want {
+			t.Errorf("batch of %d: decoded %d, yielded %d times, %v; want %d events, a yield every 64 (%d)", n, got, yields, err, n, want)
+		}
+	}
+}
+
 func TestSplitBatch(t *testing.T) {
 	m, w, p := newIDs()
 	events := []domain.Event{movementEvent(t, domain.Arrival, m, w, p, 3), movementEvent(t, domain.Departure, m, w, p, 2)}

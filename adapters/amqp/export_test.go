@@ -127,3 +127,10 @@ func LaneOf(p domain.ProductID, n int) int { return laneOf(p, n) }
 
 // SetMinLane makes a consumer split batches into lanes of as few as n events.
 func SetMinLane(o *ConsumerOptions, n int) { o.minLane = n }
+
+// DecodeBatchYields decodes body as the consumer does a batch message and returns the
+// events decoded and how many times the decoder yielded the processor.
+func DecodeBatchYields(body []byte) (events, yields int, err error) {
+	parts, err := decodeBatchParts(body, func() { yields++ })
+	return len(parts), yields, err
+}
