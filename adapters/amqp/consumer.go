@@ -153,6 +153,8 @@ type Consumer struct {
 	heldReason string
 
 	pub *Publisher // owned by the Run goroutine
+
+	recording atomic.Bool // a batch's lanes are in the store (see yieldToLanes)
 }
 
 // NewConsumer returns a Consumer that records into rec, logs to log and registers its
@@ -541,7 +543,7 @@ func (c *Consumer) newItems(s *session, d amqp091.Delivery) []*item {
 		it.invalid = errMixedBatch
 		return []*item{it}
 	}
-	parts, err := decodeBatchParts(d.Body, yieldToLanes)
+	parts, err := decodeBatchParts(d.Body, c.yieldToLanes)
 	if err != nil {
 		it.invalid = err
 		return []*item{it}
@@ -554,17 +556,23 @@ func (c *Consumer) newItems(s *session, d amqp091.Delivery) []*item {
 	return g.items
 }
 
-// yieldToLanes parks the goroutine decoding batch messages for a moment, so that a lane
-// whose PostgreSQL reply has arrived runs first. A consumer-only process has one P (see
-// bootstrap's tuneRuntime), and a goroutine that never blocks keeps it until the
-// scheduler preempts it, after 10 ms. runtime.Gosched is not enough: the yielding
-// goroutine goes on the global run queue, which the scheduler looks at before the network
-// poller, so it runs again at once. Parking on a timer lets the scheduler poll the
-// network. Without it, decoding the next batch's 2000 events (6 µs each) held both lanes'
-// replies for 10-15 ms of every ~60 ms batch, PostgreSQL idle meanwhile, in a profile of
-// the batch pipeline; the batch is ready 50-80 ms before it is needed, so the pauses do
-// not delay it.
-func yieldToLanes() { time.Sleep(time.Microsecond) }
+// yieldToLanes parks the goroutine decoding batch messages for a moment while a batch's
+// lanes are in the store, so that a lane whose PostgreSQL reply has arrived runs first. A
+// consumer-only process has one P (see bootstrap's tuneRuntime), and a goroutine that
+// never blocks keeps it until the scheduler preempts it, after 10 ms. runtime.Gosched is
+// not enough: the yielding goroutine goes on the global run queue, which the scheduler
+// looks at before the network poller, so it runs again at once. Parking on a timer lets
+// the scheduler poll the network. Without it, decoding the next batch's 2000 events
+// (6 µs each) held both lanes' replies for 10-15 ms of every ~60 ms batch, PostgreSQL
+// idle meanwhile, in a profile of the batch pipeline; the batch was still ready 50-80 ms
+// before it was needed. A park costs about 1 ms when nothing else is runnable (the
+// poller's wait is in milliseconds), so with no batch in the store it is skipped: a lone
+// batch message is not delayed.
+func (c *Consumer) yieldToLanes() {
+	if c.recording.Load() {
+		time.Sleep(time.Microsecond)
+	}
+}
 
 // group is the items of one batch message, in the order of its events.
 type group struct{ items []*item }
@@ -656,7 +664,9 @@ func (c *Consumer) record(ctx context.Context, s *session, events []domain.Event
 		// A batch in flight completes during shutdown, bounded by ShutdownTimeout.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.ShutdownTimeout)
 		start := time.Now()
+		c.recording.Store(true)
 		left, err = c.recordLanes(rctx, events, left, results)
+		c.recording.Store(false)
 		cancel()
 		c.m.batchDuration.Observe(time.Since(start).Seconds())
 		if err == nil {
