@@ -568,15 +568,17 @@ func (c *consumer) grep(words ...string) (n int, first string) {
 // repeatFailures.
 func (s *scenario) errorf(format string, args ...any) {
 	s.t.Helper()
-	s.keep(fmt.Sprintf(format, args...))
-	s.t.Errorf(format, args...)
+	msg := fmt.Sprintf(format, args...)
+	s.keep(msg)
+	s.t.Error(msg)
 }
 
 // fatalf is errorf that stops the test, as t.Fatalf does.
 func (s *scenario) fatalf(format string, args ...any) {
 	s.t.Helper()
-	s.keep(fmt.Sprintf(format, args...))
-	s.t.Fatalf(format, args...)
+	msg := fmt.Sprintf(format, args...)
+	s.keep(msg)
+	s.t.Fatal(msg)
 }
 
 func (s *scenario) keep(msg string) {

@@ -198,8 +198,8 @@ type batchPart struct {
 const yieldEvery = 64
 
 // decodeBatchParts splits a batch message and decodes each element as a structured event.
-// A message that is not a well-formed batch is one error for the whole message. yield,
-// when not nil, is called before every yieldEvery-th event (see yieldToLanes).
+// A message that is not a well-formed batch is one error for the whole message. yield is
+// called before every yieldEvery-th event (see yieldToLanes).
 func decodeBatchParts(body []byte, yield func()) ([]batchPart, error) {
 	raws, err := splitBatch(body, false)
 	if err != nil {
@@ -207,7 +207,7 @@ func decodeBatchParts(body []byte, yield func()) ([]batchPart, error) {
 	}
 	parts := make([]batchPart, len(raws))
 	for i, raw := range raws {
-		if yield != nil && i%yieldEvery == 0 {
+		if i%yieldEvery == 0 {
 			yield()
 		}
 		parts[i].body = raw
