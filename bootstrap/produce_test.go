@@ -212,30 +212,50 @@ func TestProduceIsReproducible(t *testing.T) {
 }
 
 // TestProduceFileRoundTrip records a stream with --dry-run, then reads it back with
-// --file: the same lines and the same expected stock come out.
+// --file: the same lines and the same expected stock come out, whether the second pass
+// sends what the first one found (each line decoded once) or decodes every line again (a
+// file of more than maxLineRecords lines).
 func TestProduceFileRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	recorded, expect1 := filepath.Join(dir, "events.jsonl"), filepath.Join(dir, "expect1.json")
-	replayed, expect2 := filepath.Join(dir, "replayed.jsonl"), filepath.Join(dir, "expect2.json")
 	stdout, _ := mustProduce(t, context.Background(), "--dry-run", "--output", recorded, "--expect", expect1,
 		"--count", "1200", "--seed", "9", "--duplicates", "0.05", "--out-of-order", "0.3")
 	if !strings.Contains(stdout, "wrote 1200 events") {
 		t.Errorf("summary = %q", stdout)
 	}
-	stdout, _ = mustProduce(t, context.Background(), "--dry-run", "--file", recorded, "--output", replayed, "--expect", expect2)
-	if !strings.Contains(stdout, "refuses: duplicate ") {
-		t.Errorf("the --file summary does not count the duplicates:\n%s", stdout)
-	}
-	for _, pair := range [][2]string{{recorded, replayed}, {expect1, expect2}} {
-		a, errA := os.ReadFile(pair[0])
-		b, errB := os.ReadFile(pair[1])
-		if err := errors.Join(errA, errB); err != nil {
-			t.Fatal(err)
+	decode, limit := decodeFileLine, maxLineRecords
+	t.Cleanup(func() { decodeFileLine, maxLineRecords = decode, limit })
+	var decoded int
+	decodeFileLine = func(b []byte) (domain.Event, error) { decoded++; return decode(b) }
+	for _, tc := range []struct {
+		name        string
+		records     int
+		wantDecoded int
+	}{
+		{"records", limit, 1200},
+		{"decoded again", 1199, 2400},
+	} {
+		maxLineRecords, decoded = tc.records, 0
+		replayed, expect2 := filepath.Join(dir, tc.name+".jsonl"), filepath.Join(dir, tc.name+".json")
+		stdout, _ = mustProduce(t, context.Background(), "--dry-run", "--file", recorded, "--output", replayed, "--expect", expect2)
+		if !strings.Contains(stdout, "refuses: duplicate ") {
+			t.Errorf("%s: the --file summary does not count the duplicates:\n%s", tc.name, stdout)
 		}
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s and %s differ", filepath.Base(pair[0]), filepath.Base(pair[1]))
+		if decoded != tc.wantDecoded {
+			t.Errorf("%s: %d lines decoded, want %d", tc.name, decoded, tc.wantDecoded)
+		}
+		for _, pair := range [][2]string{{recorded, replayed}, {expect1, expect2}} {
+			a, errA := os.ReadFile(pair[0])
+			b, errB := os.ReadFile(pair[1])
+			if err := errors.Join(errA, errB); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: %s and %s differ", tc.name, filepath.Base(pair[0]), filepath.Base(pair[1]))
+			}
 		}
 	}
+	maxLineRecords = limit
 
 	// --count limits a file, and the expected stock follows
 	limited, expect3 := filepath.Join(dir, "limited.jsonl"), filepath.Join(dir, "expect3.json")
