@@ -619,8 +619,7 @@ func joinNotes(notes ...string) string {
 // error only when s is lost; after a shutdown it may leave deliveries unacked, which the
 // broker redelivers once the channel closes.
 func (c *Consumer) process(ctx context.Context, s *session, items []*item) error {
-	var events []domain.Event
-	var valid []*item
+	events, valid := make([]domain.Event, 0, len(items)), make([]*item, 0, len(items))
 	invalid := false
 	for _, it := range items {
 		if it.invalid != nil {

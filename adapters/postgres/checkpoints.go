@@ -32,7 +32,7 @@ const CheckpointEvery = checkpointEvery
 //
 // In the usual case, events in time order and rows short of the next multiple, it sends
 // nothing.
-func writeCheckpoints(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
+func writeCheckpoints(ctx context.Context, tx pgx.Tx, stored []domain.Event, rows storedRows, stock stockRows) error {
 	var (
 		lateW, lateP [][16]byte
 		lateT        []time.Time
@@ -57,9 +57,8 @@ func writeCheckpoints(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *
 		}
 	}
 	var ws, ps [][16]byte
-	counts := eventCounts(stored)
-	for _, k := range sortedStockKeys(stored) {
-		was, n := stock.events[k], counts[k] // was is 0 for a new row
+	for _, k := range rows.keys {
+		was, n := stock.events[k], rows.counts[k] // was is 0 for a new row
 		if was/checkpointEvery != (was+n)/checkpointEvery {
 			ws, ps = append(ws, [16]byte(k.Warehouse)), append(ps, [16]byte(k.Product))
 		}

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,8 +27,19 @@ type binaryCopy struct{ b []byte }
 // pgEpoch is PostgreSQL's timestamp origin, 2000-01-01 00:00:00 UTC, in Unix microseconds.
 const pgEpoch = 946_684_800_000_000
 
+// copyBuffers keeps the data buffers of finished copies for the next batch's: a batch of
+// 1000 events fills about 300 KiB, which the garbage collector would otherwise have to
+// find again for every batch.
+var copyBuffers = sync.Pool{New: func() any { return new(binaryCopy) }}
+
+// maxPooledCopy bounds the buffers copyBuffers keeps.
+const maxPooledCopy = 4 << 20
+
+// newBinaryCopy starts the data of a copy, with room for about sizeHint bytes; copyIn
+// gives its buffer back.
 func newBinaryCopy(sizeHint int) *binaryCopy {
-	c := &binaryCopy{b: make([]byte, 0, sizeHint)}
+	c := copyBuffers.Get().(*binaryCopy)
+	c.b = slices.Grow(c.b[:0], sizeHint)
 	c.b = append(c.b, "PGCOPY\n\xff\r\n\x00"...)
 	c.b = binary.BigEndian.AppendUint32(c.b, 0) // flags: no OIDs
 	c.b = binary.BigEndian.AppendUint32(c.b, 0) // no header extension
@@ -63,12 +76,15 @@ func (c *binaryCopy) jsonb(j []byte) {
 	c.b = append(append(binary.BigEndian.AppendUint32(c.b, uint32(len(j)+1)), 1), j...)
 }
 
-// copyIn ends the data of c and copies it into columns of table in tx. A unique
-// violation is a lost race, as for every insert of the write path.
+// copyIn ends the data of c and copies it into columns of table in tx; c must not be used
+// after it. A unique violation is a lost race, as for every insert of the write path.
 func copyIn(ctx context.Context, tx pgx.Tx, table string, columns []string, c *binaryCopy) error {
 	c.b = binary.BigEndian.AppendUint16(c.b, 0xffff) // trailer
 	sql := "COPY " + table + " (" + strings.Join(columns, ", ") + ") FROM STDIN (FORMAT binary)"
 	_, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.b), sql)
+	if cap(c.b) <= maxPooledCopy {
+		copyBuffers.Put(c) // CopyFrom has sent all of it
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
 		return errLostRace

@@ -402,12 +402,13 @@ func writeBack(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.
 		if err := writeMovements(ctx, tx, stored, l, read); err != nil {
 			return err
 		}
-		if err := writeStock(ctx, tx, stored, l, stock); err != nil {
+		rows := rowsOf(stored)
+		if err := writeStock(ctx, tx, rows, l, stock); err != nil {
 			return err
 		}
 		// After the stock rows: the batch holds their locks, so no other batch changes
 		// the checkpoints of its rows until it commits.
-		if err := writeCheckpoints(ctx, tx, stored, l, stock); err != nil {
+		if err := writeCheckpoints(ctx, tx, stored, rows, stock); err != nil {
 			return err
 		}
 	}
@@ -596,17 +597,16 @@ var movementCopyColumns = []string{"movement_id", "product_id",
 // event changed, in sorted key order: an existing row by compare-and-set on the quantity
 // and event count the batch read, a new one by a plain insert. A row that changed since,
 // or that a concurrent batch created, means a race this batch lost.
-func writeStock(ctx context.Context, tx pgx.Tx, stored []domain.Event, l *domain.Ledger, stock stockRows) error {
-	counts := eventCounts(stored)
+func writeStock(ctx context.Context, tx pgx.Tx, rows storedRows, l *domain.Ledger, stock stockRows) error {
 	var upd, ins stockColumns
-	for _, k := range sortedStockKeys(stored) {
+	for _, k := range rows.keys {
 		q, _ := l.Stock(k)
 		if was, ok := stock.quantities[k]; ok {
-			upd.add(k, q, counts[k])
+			upd.add(k, q, rows.counts[k])
 			upd.expected = append(upd.expected, was)
 			upd.expectedEvents = append(upd.expectedEvents, stock.events[k])
 		} else {
-			ins.add(k, q, counts[k])
+			ins.add(k, q, rows.counts[k])
 		}
 	}
 	if len(upd.ws) > 0 {
@@ -648,13 +648,25 @@ func (c *stockColumns) add(k domain.StockKey, q, n int64) {
 	c.qs, c.ns = append(c.qs, q), append(c.ns, n)
 }
 
-// eventCounts counts the events of each stock row.
-func eventCounts(events []domain.Event) map[domain.StockKey]int64 {
-	counts := make(map[domain.StockKey]int64, len(events))
-	for _, e := range events {
-		counts[e.StockKey()]++
+// storedRows is the stock rows that a batch's stored events change, in sorted key order,
+// and how many of those events each row gets.
+type storedRows struct {
+	keys   []domain.StockKey
+	counts map[domain.StockKey]int64
+}
+
+// rowsOf finds the stock rows of stored, once for every statement that writes them.
+func rowsOf(stored []domain.Event) storedRows {
+	r := storedRows{keys: make([]domain.StockKey, 0, len(stored)), counts: make(map[domain.StockKey]int64, len(stored))}
+	for _, e := range stored {
+		k := e.StockKey()
+		if r.counts[k] == 0 {
+			r.keys = append(r.keys, k)
+		}
+		r.counts[k]++
 	}
-	return counts
+	slices.SortFunc(r.keys, domain.StockKey.Compare)
+	return r
 }
 
 // legColumns holds one leg of many movements as parallel arrays for unnest; a leg not
