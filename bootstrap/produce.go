@@ -121,7 +121,7 @@ func parseProduceFlags(args []string, cfg Config, stdout io.Writer) (produceOpti
 	fs.DurationVar(&o.interval, "interval", 0, "mean event time between events (default: 12m, shorter when --count would span over 30 days)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "write JSON lines to stdout (or --output) instead of publishing")
 	fs.StringVar(&o.output, "output", "", "with --dry-run: the file to write instead of stdout")
-	fs.StringVar(&o.file, "file", "", "publish the events of this JSON-lines file instead of generating")
+	fs.StringVar(&o.file, "file", "", "publish the events of this JSON-lines file instead of generating; every line is checked before the first is sent, and the file must not change meanwhile")
 	fs.StringVar(&o.expect, "expect", "", "write the expected stock to this file as JSON")
 	fs.StringVar(&o.exchange, "exchange", cfg.AMQPExchange, "exchange to publish to (AMQP_EXCHANGE)")
 	fs.IntVar(&o.batch, "batch", 5000, "messages per publish call, sent with a sliding window of confirms; a failed call is re-sent whole")
