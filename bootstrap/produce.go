@@ -346,7 +346,7 @@ func (s *generatorSource) close() {}
 // A first pass decodes and judges every line before anything is published, so that a
 // bad line stops the run and the progress bar knows its end. It keeps what the second
 // pass needs of each line (see lineRecord), so that the lines go out without being
-// decoded again, which was nearly half of the publisher's CPU while it published; a file
+// decoded again, which was over half of the publisher's CPU while it published; a file
 // of more than maxLineRecords lines, or one sent in binary mode (which needs the whole
 // event), is decoded and judged again as it goes out instead. The file must not change
 // while it is sent.
