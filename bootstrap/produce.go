@@ -423,10 +423,7 @@ func openFileSource(name string, limit int, keep bool) (*fileSource, error) {
 				keyIndex[k] = i
 				s.keys = append(s.keys, k)
 			}
-			r.key, r.delta = i, e.Quantity
-			if e.Kind == domain.Departure {
-				r.delta = -e.Quantity
-			}
+			r.key, r.delta = i, e.Delta()
 		}
 		s.records = append(s.records, r)
 	}
